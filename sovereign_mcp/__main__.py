@@ -1,0 +1,3 @@
+from sovereign_mcp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,202 @@
+"""The ``sovereign-mcp`` command line (argparse).
+
+Exit codes: 0 success, 1 the command ran and found nothing / failed its check, 2 usage or
+configuration error (message on stderr, naming the bad key or path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sovereign_mcp import __version__
+from sovereign_mcp.config import ConfigError, Settings, load_settings, redacted
+
+log = logging.getLogger("sovereign_mcp")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, metavar="PATH",
+                        help="TOML config file (default: ./sovereign-mcp.toml, then the user config dir)")
+    common.add_argument("--corpus", type=Path, action="append", metavar="PATH",
+                        help="Markdown folder to serve; repeat for several (default: the shipped corpus/)")
+    common.add_argument("--data-dir", type=Path, metavar="PATH", help="where the index cache is kept")
+    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (exposed for tests and ``--help``)."""
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="sovereign-mcp",
+        description="Self-hosted MCP server: cited search over your blog, for AI agents.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", parents=[common], help="run the MCP server (HTTP on :8002, or stdio)")
+    serve.add_argument("--transport", choices=["http", "stdio"], default="http")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (default 8002)")
+    serve.add_argument("--no-watch", action="store_true", help="do not rebuild the index on file changes")
+
+    search = sub.add_parser("search", parents=[common], help="search the corpus from the shell")
+    search.add_argument("query", nargs="?", default="", help="words to look for (empty: newest articles)")
+    search.add_argument("--tag")
+    search.add_argument("--sort", choices=["relevance", "date_desc"], default="relevance")
+    search.add_argument("-n", type=int, default=5, help="number of results (default 5)")
+    search.add_argument("--json", action="store_true", help="print the same JSON the MCP tool returns")
+
+    index = sub.add_parser("index", parents=[common], help="build and cache the passage index")
+    index.add_argument("--signal", action="store_true",
+                       help="then tell the running server (SIGHUP via its pid file) to load it")
+
+    config = sub.add_parser("config", parents=[common], help="inspect the configuration")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_sub.add_parser("show", parents=[common], help="print the effective config, secrets redacted")
+    return parser
+
+
+def _settings(args: argparse.Namespace, **server: Any) -> Settings:
+    overrides: dict[str, Any] = {}
+    if args.corpus:
+        overrides["corpus"] = {"paths": args.corpus}
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    if args.log_level:
+        overrides["log_level"] = args.log_level
+    server = {k: v for k, v in server.items() if v is not None}
+    if server:
+        overrides["server"] = server
+    return load_settings(args.config, **overrides)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def pid_file(settings: Settings) -> Path:
+    """Where a running HTTP server records its pid (read by ``index --signal``)."""
+    return settings.data_dir / "server.pid"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import threading
+
+    import uvicorn
+
+    from sovereign_mcp.search.service import BlogService
+    from sovereign_mcp.server.app import build_http_app, build_mcp
+
+    settings = _settings(args, host=args.host, port=args.port)
+    if args.no_watch:
+        settings.corpus.watch = False
+    _setup_logging(settings.log_level)
+    service = BlogService(settings)
+    h = service.health()
+    log.info("index ready: %s articles, %s passages (%s, %.2f s)", h["articles"], h["passages"],
+             "from cache" if service.from_cache else "built", service.load_seconds)
+    if settings.corpus.watch:
+        service.start_watching()
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=service.reload, daemon=True).start())
+    try:
+        if args.transport == "stdio":
+            build_mcp(service).run(transport="stdio", show_banner=False)
+            return 0
+        _, app = build_http_app(service, settings)
+        pidf = pid_file(settings)
+        pidf.parent.mkdir(parents=True, exist_ok=True)
+        pidf.write_text(str(os.getpid()))
+        config = uvicorn.Config(app, host=settings.server.host, port=settings.server.port,
+                                log_level=settings.log_level, timeout_graceful_shutdown=5, lifespan="on")
+        log.info("serving MCP on http://%s:%d%s", settings.server.host, settings.server.port,
+                 settings.server.path)
+        uvicorn.Server(config).run()
+        pidf.unlink(missing_ok=True)
+        return 0
+    finally:
+        service.close()
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from sovereign_mcp.search import api
+    from sovereign_mcp.search.store import open_index
+
+    if args.n < 1:
+        raise ConfigError("-n must be at least 1")
+    settings = _settings(args)
+    _setup_logging(settings.log_level if args.log_level else "warning")
+    index, _ = open_index(settings)
+    results = api.search_blog(index, args.query, args.tag, args.sort, args.n)
+    if args.json:
+        print(results.model_dump_json(indent=2))
+    else:
+        for i, hit in enumerate(results.results, 1):
+            where = " > ".join(hit.heading_path)
+            print(f"{i}. {hit.title}  [{hit.score:.2f}]  {hit.date[:10]}")
+            print(f"   {hit.url}" + (f"  ({where})" if where else ""))
+            print("   " + " ".join(hit.passage.split())[:300])
+        if not results.results:
+            print("no matching articles", file=sys.stderr)
+    return 0 if results.results else 1
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from sovereign_mcp.search.store import open_index
+
+    settings = _settings(args)
+    _setup_logging(settings.log_level if args.log_level else "warning")
+    started = time.perf_counter()
+    index, cached = open_index(settings)
+    elapsed = time.perf_counter() - started
+    print(f"{len(index.articles)} articles, {len(index.passages)} passages, "
+          f"{len(index.corpus.warnings)} warnings, {elapsed:.2f} s ({'cached' if cached else 'built'})")
+    if args.signal:
+        pidf = pid_file(settings)
+        try:
+            pid = int(pidf.read_text().strip())
+            os.kill(pid, signal.SIGHUP)
+        except (OSError, ValueError) as exc:
+            print(f"could not signal the server via {pidf}: {exc}", file=sys.stderr)
+            return 1
+        print(f"sent SIGHUP to server pid {pid}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import tomli_w
+
+    print(tomli_w.dumps(redacted(_settings(args))), end="")
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "search": cmd_search, "index": cmd_index, "config": cmd_config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sovereign-mcp`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"sovereign-mcp: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"sovereign-mcp: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Configuration: defaults < TOML file < ``SOVEREIGN_MCP_*`` environment < command-line overrides.
+
+The TOML file is the one given with ``--config PATH``, else ``./sovereign-mcp.toml``, else
+``<user config dir>/sovereign-mcp/config.toml`` (platformdirs). Sections map to the nested models
+below (``[server]``, ``[corpus]``, ``[search]``); environment variables use ``__`` between levels,
+e.g. ``SOVEREIGN_MCP_SERVER__PORT=8003`` or ``SOVEREIGN_MCP_CORPUS__BASE_URL=https://blog.example``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from sovereign_mcp.paths import default_corpus_dir
+
+APP_NAME = "sovereign-mcp"
+ENV_PREFIX = "SOVEREIGN_MCP_"
+LOCAL_CONFIG = Path("sovereign-mcp.toml")
+SECRET_MARKERS = ("token", "secret", "password", "key", "macaroon", "preimage")
+
+
+class ConfigError(Exception):
+    """Raised when the effective configuration is invalid; ``str(err)`` names the offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    """HTTP transport settings. Port 8002 because Voxtral TTS already listens on 8001."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8002, ge=1, le=65535)
+    path: str = Field("/mcp", pattern=r"^/[\w\-/]*$")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Extra Host header values accepted (DNS-rebinding protection); '*' disables the check.",
+    )
+    allowed_origins: list[str] = Field(default_factory=list)
+    stateless_http: bool = False
+    json_response: bool = False
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted /api request body, bytes.")
+
+
+class CorpusSettings(_Section):
+    """Where the published articles come from."""
+
+    paths: list[Path] = Field(default_factory=lambda: [default_corpus_dir()])
+    base_url: str | None = Field(None, description="Public site URL; joined with each article's path.")
+    watch: bool = Field(True, description="Rebuild the index in the background when corpus files change.")
+    extensions: list[str] = Field(default_factory=lambda: [".md", ".markdown", ".mdown", ".mdx"])
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+
+class SearchSettings(_Section):
+    """Ranking knobs and result limits (defaults chosen by benchmarks/search_quality.py)."""
+
+    default_results: int = Field(5, ge=1, le=100)
+    max_results: int = Field(20, ge=1, le=100)
+    article_page_chars: int = Field(20_000, ge=500, description="Default get_article page size, characters.")
+    weighting: Literal["bm25", "tfidf"] = "bm25"
+    k1: float = Field(1.2, gt=0)
+    b: float = Field(0.75, ge=0, le=1)
+    boost_title: float = Field(1.0, ge=0)
+    boost_headings: float = Field(0.6, ge=0)
+    boost_tags: float = Field(0.4, ge=0)
+    boost_description: float = Field(0.3, ge=0)
+    min_passage_chars: int = Field(200, ge=0, description="Smaller paragraphs merge into a neighbour.")
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one server process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME)))
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    corpus: CorpusSettings = Field(default_factory=CorpusSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _TOML_FILE.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @property
+    def index_dir(self) -> Path:
+        """Folder holding the persisted passage indexes (one file per corpus hash)."""
+        return self.data_dir / "index"
+
+
+_TOML_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_file", default=None)
+
+
+def find_config_file(explicit: Path | None = None) -> Path | None:
+    """Return the TOML file to read: ``explicit``, else ``./sovereign-mcp.toml``, else the user one.
+
+    Raises:
+        ConfigError: ``explicit`` was given but does not exist.
+    """
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file not found: {explicit}")
+        return explicit
+    if LOCAL_CONFIG.is_file():
+        return LOCAL_CONFIG
+    user = Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+    return user if user.is_file() else None
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Build the effective :class:`Settings`.
+
+    Args:
+        config: explicit TOML path (``--config``); ``None`` searches the default locations.
+        overrides: nested dicts from the command line, e.g. ``corpus={"paths": [...]}``; highest priority.
+
+    Raises:
+        ConfigError: unreadable TOML, or a value that fails validation (message names the key).
+    """
+    path = find_config_file(config)
+    if path is not None:
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    token = _TOML_FILE.set(path)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    finally:
+        _TOML_FILE.reset(token)
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    """One line per invalid key: ``server.port: Input should be ... (got 70000)``."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(root)"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{key}: {err['msg']}{shown}")
+    where = f"config file {path} or " if path else ""
+    return f"invalid configuration (from {where}{ENV_PREFIX}* environment or flags):\n  " + "\n  ".join(lines)
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data with every secret-looking value replaced by ``"***"``."""
+
+    def scrub(key: str, value: Any) -> Any:
+        if isinstance(value, SecretStr) or (
+            isinstance(value, str) and value and any(m in key.lower() for m in SECRET_MARKERS)
+        ):
+            return "***"
+        if isinstance(value, dict):
+            return {k: scrub(k, v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [scrub(key, v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return scrub("", settings.model_dump())

@@ -1,0 +1,147 @@
+"""Persisting a built :class:`SearchIndex` on disk, keyed by a hash of the corpus.
+
+The key is SHA-256 over the index format version, the settings that shape the index (ranking
+knobs, base URL, extensions) and, per file, its root, relative path, modification time (nanoseconds)
+and bytes. A restart with an unchanged corpus therefore unpickles the index instead of re-parsing
+and re-fitting. Index files live in ``<data_dir>/index/<roots-hash>-<corpus-hash>.pkl``; older files
+for the same roots are removed once a new one is written. Files are written to a temporary name and
+renamed, so a crash never leaves a half-written index. The cache is private to the operator's data
+directory; it is a pickle, so never point ``data_dir`` at a folder others can write to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import tempfile
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sovereign_mcp.config import Settings
+from sovereign_mcp.corpus.loader import load_corpus, read_corpus_files
+from sovereign_mcp.search.index import SearchIndex
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+def resolve_roots(paths: Iterable[Path]) -> list[Path]:
+    """Absolute corpus roots, in the order given.
+
+    Raises:
+        FileNotFoundError: a root does not exist or is not a folder.
+    """
+    roots = [Path(p).expanduser().resolve() for p in paths]
+    for root in roots:
+        if not root.is_dir():
+            raise FileNotFoundError(f"corpus folder not found: {root} (check --corpus / corpus.paths)")
+    return roots
+
+
+def _settings_fingerprint(settings: Settings) -> bytes:
+    parts = [
+        f"v{FORMAT_VERSION}",
+        settings.search.model_dump_json(),
+        str(settings.corpus.base_url),
+        ",".join(settings.corpus.extensions),
+    ]
+    return "\n".join(parts).encode()
+
+
+def roots_key(roots: list[Path]) -> str:
+    """Short hash naming a set of roots (the prefix of their index files)."""
+    return hashlib.sha256("\n".join(map(str, roots)).encode()).hexdigest()[:12]
+
+
+def read_and_hash(roots: list[Path], settings: Settings):
+    """Read every corpus file once; return ``(corpus_hash, files)`` where ``files`` can be handed to
+    :func:`~sovereign_mcp.corpus.loader.load_corpus`."""
+    digest = hashlib.sha256(_settings_fingerprint(settings))
+    files = list(read_corpus_files(roots, settings.corpus.extensions))
+    for root, path, raw in files:
+        digest.update(f"\0{root}\0{path.relative_to(root)}\0".encode())
+        if isinstance(raw, OSError):
+            digest.update(b"<unreadable>")
+            continue
+        try:
+            digest.update(str(path.stat().st_mtime_ns).encode())
+        except OSError:
+            pass
+        digest.update(hashlib.sha256(raw).digest())
+    return digest.hexdigest()[:24], files
+
+
+def index_path(settings: Settings, roots: list[Path], corpus_hash: str) -> Path:
+    """Where the index of this corpus state is (or would be) stored."""
+    return settings.index_dir / f"{roots_key(roots)}-{corpus_hash}.pkl"
+
+
+def _load_cached(path: Path, now: datetime) -> SearchIndex | None:
+    try:
+        with path.open("rb") as fh:
+            index = pickle.load(fh)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # a corrupt or incompatible cache is rebuilt, never fatal
+        log.warning("index cache %s unusable (%s); rebuilding", path, exc)
+        return None
+    if not isinstance(index, SearchIndex):
+        return None
+    due = index.corpus.next_publish_at
+    if due is not None and due <= now:
+        log.info("a future-dated post is now due (%s); rebuilding", due.isoformat())
+        return None
+    return index
+
+
+def _save(path: Path, index: SearchIndex) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(index, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    prefix = path.name.split("-", 1)[0] + "-"
+    for old in path.parent.glob(f"{prefix}*.pkl"):
+        if old != path:
+            old.unlink(missing_ok=True)
+
+
+def open_index(settings: Settings, *, use_cache: bool = True) -> tuple[SearchIndex, bool]:
+    """Load the index for ``settings.corpus.paths`` from the cache, or build and cache it.
+
+    Returns ``(index, from_cache)``. A cache that cannot be written (read-only data dir) only logs a
+    warning: the server still serves the freshly built index.
+
+    Raises:
+        FileNotFoundError: a corpus root does not exist.
+    """
+    roots = resolve_roots(settings.corpus.paths)
+    now = datetime.now(UTC)
+    corpus_hash, files = read_and_hash(roots, settings)
+    path = index_path(settings, roots, corpus_hash)
+    if use_cache:
+        cached = _load_cached(path, now)
+        if cached is not None:
+            return cached, True
+    corpus = load_corpus(
+        roots,
+        base_url=settings.corpus.base_url,
+        extensions=settings.corpus.extensions,
+        min_passage_chars=settings.search.min_passage_chars,
+        now=now,
+        files=files,
+    )
+    index = SearchIndex(corpus, settings.search, built_at=now)
+    try:
+        _save(path, index)
+    except OSError as exc:
+        log.warning("could not write index cache %s: %s", path, exc)
+    return index, False

@@ -1,0 +1,109 @@
+"""Wiring: registers the blog tools, resources and HTTP routes on a FastMCP server.
+
+Nothing here computes anything; every handler delegates to :mod:`sovereign_mcp.search.api` on the
+current index snapshot of a :class:`~sovereign_mcp.search.service.BlogService`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastmcp import FastMCP
+from fastmcp.exceptions import ResourceError, ToolError
+from mcp.types import ToolAnnotations
+from starlette.applications import Starlette
+
+from sovereign_mcp import __version__
+from sovereign_mcp.config import Settings
+from sovereign_mcp.search import api
+from sovereign_mcp.search.api import (
+    ArticleOut,
+    Count,
+    MaxChars,
+    Offset,
+    Query,
+    SearchResults,
+    SectionRef,
+    Slug,
+    Sort,
+    Tag,
+    TagList,
+    TagSort,
+)
+from sovereign_mcp.search.index import ArticleNotFound
+from sovereign_mcp.search.service import BlogService
+from sovereign_mcp.server.routes import register_routes
+
+INSTRUCTIONS = """\
+Tools over the operator's published blog about running a sovereign AI stack (DGX Spark, SGLang,
+Voxtral, ComfyUI, knowledge base, Lightning). Search before you claim: search_blog returns ranked,
+cited passages (url with #anchor); get_article returns the full Markdown, paged."""
+
+READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+
+
+def build_mcp(service: BlogService) -> FastMCP:
+    """A FastMCP server exposing the free, read-only blog tools and resources of ``service``."""
+    mcp = FastMCP(name="sovereign-mcp", version=__version__, instructions=INSTRUCTIONS,
+                  mask_error_details=True)
+
+    @mcp.tool(annotations=READ_ONLY)
+    def search_blog(query: Query = "", tag: Tag = None, sort: Sort = "relevance", n: Count = 5) -> SearchResults:
+        """Search the published articles; returns ranked, cited passages.
+
+        Each result has the article slug, title, date, tags, score, the heading path and text of the
+        best-matching passage, and a url ending in that section's #anchor. An empty query lists the
+        newest articles; `tag` filters; `sort="date_desc"` orders matches newest first; `n` is capped
+        at the server's maximum (20 by default).
+        """
+        return api.search_blog(service.index, query, tag, sort, n)
+
+    @mcp.tool(annotations=READ_ONLY)
+    def get_article(slug: Slug, section: SectionRef = None, offset: Offset = 0,
+                    max_chars: MaxChars = None) -> ArticleOut:
+        """Fetch an article's front matter and Markdown body, or one section of it, paged.
+
+        Long bodies come in pages: when `next_offset` is not null, call again with that offset.
+        `section` takes a heading anchor (as in a search result's url) or the heading text.
+        """
+        try:
+            return api.get_article(service.index, slug, section, offset, max_chars)
+        except (ArticleNotFound, ValueError) as exc:
+            raise ToolError(str(exc)) from None
+
+    @mcp.tool(annotations=READ_ONLY)
+    def list_tags(sort: TagSort = "count_desc") -> TagList:
+        """List every tag with the number of published articles carrying it."""
+        return api.list_tags(service.index, sort)
+
+    @mcp.resource("blog://articles", name="articles", mime_type="application/json",
+                  description="Every published article: slug, title, url, date, tags, description.")
+    def list_articles() -> str:
+        return json.dumps([api.summary(a).model_dump() for a in service.index.articles])
+
+    @mcp.resource("blog://articles/{slug}", name="article", mime_type="text/markdown",
+                  description="One published article as Markdown with a front-matter header.")
+    def article_resource(slug: str) -> str:
+        try:
+            return api.article_markdown(service.index, slug)
+        except ArticleNotFound as exc:
+            raise ResourceError(str(exc)) from None
+
+    return mcp
+
+
+def build_http_app(service: BlogService, settings: Settings) -> tuple[FastMCP, Starlette]:
+    """The ASGI app served by ``sovereign-mcp serve``: MCP at ``settings.server.path`` plus
+    ``/health`` and ``/api/*``, behind FastMCP's Host/Origin guard (DNS-rebinding protection)."""
+    mcp = build_mcp(service)
+    register_routes(mcp, service, settings)
+    srv = settings.server
+    app = mcp.http_app(
+        path=srv.path,
+        stateless_http=srv.stateless_http,
+        json_response=srv.json_response,
+        host_origin_protection="auto",
+        allowed_hosts=[*srv.allowed_hosts, srv.host, f"{srv.host}:{srv.port}"] if srv.allowed_hosts else None,
+        allowed_origins=srv.allowed_origins or None,
+    )
+    return mcp, app

@@ -1,0 +1,119 @@
+"""Plain-HTTP routes: ``GET /health`` and the JSON ``/api/*`` endpoints for web widgets.
+
+``/api/search``, ``/api/article`` and ``/api/tags`` accept ``POST`` with a JSON object body or
+``GET`` with query parameters, validated by the same argument types as the MCP tools. Errors are
+JSON ``{"error": "...", "details": [...]}``: 400 bad arguments, 404 unknown article, 413 body too
+large, 415 not JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastmcp import FastMCP
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from sovereign_mcp import __version__
+from sovereign_mcp.config import Settings
+from sovereign_mcp.search import api
+from sovereign_mcp.search.api import Count, MaxChars, Offset, Query, SectionRef, Slug, Sort, Tag, TagSort
+from sovereign_mcp.search.index import ArticleNotFound
+from sovereign_mcp.search.service import BlogService
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchRequest(_Request):
+    query: Query = ""
+    tag: Tag = None
+    sort: Sort = "relevance"
+    n: Count = 5
+
+
+class ArticleRequest(_Request):
+    slug: Slug
+    section: SectionRef = None
+    offset: Offset = 0
+    max_chars: MaxChars = None
+
+
+class TagsRequest(_Request):
+    sort: TagSort = "count_desc"
+
+
+class HTTPProblem(Exception):
+    """An error answered as JSON with ``status``."""
+
+    def __init__(self, status: int, error: str, details: list[Any] | None = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.details = status, error, details or []
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": self.error, "details": self.details}, status_code=self.status)
+
+
+async def read_arguments(request: Request, model: type[BaseModel], max_bytes: int) -> Any:
+    """Validate the request's arguments (JSON body for POST, query string for GET) into ``model``.
+
+    Raises:
+        HTTPProblem: 413 body too large, 415 not JSON, 400 not an object or failed validation.
+    """
+    if request.method == "GET":
+        raw: Any = dict(request.query_params)
+    else:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise HTTPProblem(413, f"request body larger than {max_bytes} bytes")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_bytes:
+                raise HTTPProblem(413, f"request body larger than {max_bytes} bytes")
+        try:
+            raw = json.loads(body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise HTTPProblem(415, f"body is not valid JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise HTTPProblem(400, "body must be a JSON object of arguments")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        details = [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        raise HTTPProblem(400, f"invalid arguments: {summary}", details) from None
+
+
+def register_routes(mcp: FastMCP, service: BlogService, settings: Settings) -> None:
+    """Attach ``/health`` and ``/api/{search,article,tags}`` to ``mcp``'s HTTP app."""
+    limit = settings.server.max_body_bytes
+
+    def json_route(path: str, model: type[BaseModel], handler: Callable[[Any], BaseModel]) -> None:
+        async def endpoint(request: Request) -> Response:
+            try:
+                args = await read_arguments(request, model, limit)
+                return JSONResponse(handler(args).model_dump(mode="json"))
+            except HTTPProblem as problem:
+                return problem.response()
+            except ArticleNotFound as exc:
+                return HTTPProblem(404, str(exc), exc.suggestions).response()
+            except ValueError as exc:
+                return HTTPProblem(400, str(exc)).response()
+
+        route: Callable[[Request], Awaitable[Response]] = endpoint
+        mcp.custom_route(path, methods=["GET", "POST"])(route)
+
+    json_route("/api/search", SearchRequest,
+               lambda a: api.search_blog(service.index, a.query, a.tag, a.sort, a.n))
+    json_route("/api/article", ArticleRequest,
+               lambda a: api.get_article(service.index, a.slug, a.section, a.offset, a.max_chars))
+    json_route("/api/tags", TagsRequest, lambda a: api.list_tags(service.index, a.sort))
+
+    @mcp.custom_route("/health", methods=["GET"])
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__, **service.health()})
