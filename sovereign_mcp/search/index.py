@@ -129,10 +129,7 @@ class SearchIndex:
         self.description.accumulate(article_scores, terms, s.boost_description)
         total = passage_scores + article_scores[self.passage_article]
         best = np.maximum.reduceat(total, self.starts) if len(self.starts) else total[:0]
-        if allowed is not None:
-            candidates = allowed[best[allowed] > 0]
-        else:
-            candidates = np.flatnonzero(best > 0)
+        candidates = allowed[best[allowed] > 0] if allowed is not None else np.flatnonzero(best > 0)
         if sort == "date_desc":
             order = candidates[np.argsort(-self.dates[candidates], kind="stable")][:n]
         else:

@@ -11,6 +11,7 @@ directory; it is a pickle, so never point ``data_dir`` at a folder others can wr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -67,10 +68,8 @@ def read_and_hash(roots: list[Path], settings: Settings):
         if isinstance(raw, OSError):
             digest.update(b"<unreadable>")
             continue
-        try:
+        with contextlib.suppress(OSError):
             digest.update(str(path.stat().st_mtime_ns).encode())
-        except OSError:
-            pass
         digest.update(hashlib.sha256(raw).digest())
     return digest.hexdigest()[:24], files
 
