@@ -79,11 +79,11 @@ class SearchSettings(_Section):
     weighting: Literal["bm25", "tfidf"] = "bm25"
     k1: float = Field(1.2, gt=0)
     b: float = Field(0.75, ge=0, le=1)
-    boost_title: float = Field(1.0, ge=0)
-    boost_headings: float = Field(0.6, ge=0)
+    boost_title: float = Field(0.5, ge=0)
+    boost_headings: float = Field(0.2, ge=0)
     boost_tags: float = Field(0.4, ge=0)
     boost_description: float = Field(0.3, ge=0)
-    min_passage_chars: int = Field(200, ge=0, description="Smaller paragraphs merge into a neighbour.")
+    min_passage_chars: int = Field(800, ge=0, description="Paragraphs merge under one heading up to this size.")
 
 
 class Settings(BaseSettings):

@@ -15,14 +15,14 @@ from sovereign_mcp.corpus.models import Article
 from sovereign_mcp.search.index import Hit, SearchIndex, SortOrder, TagOrder
 
 MAX_QUERY_CHARS = 1000
-PASSAGE_DISPLAY_CHARS = 1500
+PASSAGE_DISPLAY_CHARS = 2400
 
 Query = Annotated[
     str, Field(max_length=MAX_QUERY_CHARS, description="Words to look for; empty lists the newest articles.")
 ]
 Tag = Annotated[str | None, Field(max_length=100, description="Only articles with this tag (case-insensitive).")]
 Sort = Annotated[SortOrder, Field(description="'relevance' (best first) or 'date_desc' (newest first).")]
-Count = Annotated[int, Field(ge=1, le=1000, description="How many articles to return (capped at the server max).")]
+Count = Annotated[int, Field(ge=1, description="How many articles to return (capped at the server maximum, 20).")]
 Slug = Annotated[str, Field(min_length=1, max_length=300, description="Article slug, as returned by search_blog.")]
 SectionRef = Annotated[
     str | None, Field(max_length=300, description="A heading anchor or heading text; returns only that section.")
