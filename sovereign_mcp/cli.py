@@ -21,14 +21,17 @@ from sovereign_mcp.config import ConfigError, Settings, load_settings, redacted
 log = logging.getLogger("sovereign_mcp")
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(nested: bool = False) -> argparse.ArgumentParser:
+    """Options every command takes. ``nested`` parsers (``config show``) leave unset options
+    untouched, so ``config --config F show`` and ``config show --config F`` both work."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, metavar="PATH",
+    unset = {"default": argparse.SUPPRESS} if nested else {}
+    common.add_argument("--config", type=Path, metavar="PATH", **unset,
                         help="TOML config file (default: ./sovereign-mcp.toml, then the user config dir)")
-    common.add_argument("--corpus", type=Path, action="append", metavar="PATH",
+    common.add_argument("--corpus", type=Path, action="append", metavar="PATH", **unset,
                         help="Markdown folder to serve; repeat for several (default: the shipped corpus/)")
-    common.add_argument("--data-dir", type=Path, metavar="PATH", help="where the index cache is kept")
-    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    common.add_argument("--data-dir", type=Path, metavar="PATH", help="where the index cache is kept", **unset)
+    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"], **unset)
     return common
 
 
@@ -52,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query", nargs="?", default="", help="words to look for (empty: newest articles)")
     search.add_argument("--tag")
     search.add_argument("--sort", choices=["relevance", "date_desc"], default="relevance")
-    search.add_argument("-n", type=int, default=5, help="number of results (default 5)")
+    search.add_argument("-n", type=int, help="number of results (default: search.default_results)")
     search.add_argument("--json", action="store_true", help="print the same JSON the MCP tool returns")
 
     index = sub.add_parser("index", parents=[common], help="build and cache the passage index")
@@ -61,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", parents=[common], help="inspect the configuration")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    config_sub.add_parser("show", parents=[common], help="print the effective config, secrets redacted")
+    config_sub.add_parser("show", parents=[_common(nested=True)], help="print the effective config, secrets redacted")
     return parser
 
 
@@ -132,7 +135,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from sovereign_mcp.search import api
     from sovereign_mcp.search.store import open_index
 
-    if args.n < 1:
+    if args.n is not None and args.n < 1:
         raise ConfigError("-n must be at least 1")
     settings = _settings(args)
     _setup_logging(settings.log_level if args.log_level else "warning")

@@ -22,7 +22,6 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
-import frontmatter
 import yaml
 from frontmatter.default_handlers import BaseHandler, YAMLHandler
 
@@ -78,10 +77,14 @@ def parse_front_matter(text: str) -> tuple[dict[str, Any], str]:
     else:
         return {}, stripped
     try:
-        metadata, body = frontmatter.parse(stripped, handler=handler)
+        raw_meta, body = handler.split(stripped)
+        metadata = handler.load(raw_meta) if raw_meta.strip() else {}
     except (yaml.YAMLError, tomllib.TOMLDecodeError, ValueError) as exc:
         detail = " ".join(str(exc).split())
         raise ArticleError(f"malformed front matter: {detail[:200]}") from None
+    body = body.strip("\n")
+    if metadata is None:
+        metadata = {}
     if not isinstance(metadata, dict):
         raise ArticleError("front matter is not a key/value mapping")
     return dict(metadata), body

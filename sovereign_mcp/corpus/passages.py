@@ -92,10 +92,10 @@ def split_article(body: str, min_chars: int = 200) -> tuple[str | None, list[Sec
     prose grouped per heading, where a passage shorter than ``min_chars`` characters of plain text is
     merged with its neighbour under the same heading.
     """
-    lines = body.splitlines(keepends=True)
+    lines = body.split("\n")  # markdown-it counts lines by "\n" only (not str.splitlines' U+2028 etc.)
     offsets = [0]
     for line in lines:
-        offsets.append(offsets[-1] + len(line))
+        offsets.append(offsets[-1] + len(line) + 1)
 
     anchors = AnchorRegistry()
     h1_title: str | None = None
@@ -134,7 +134,7 @@ def split_article(body: str, min_chars: int = 200) -> tuple[str | None, list[Sec
         plain = " ".join(t.strip() for t in block.text if t.strip())
         if not plain:
             continue
-        source = "".join(lines[block.first_line : block.last_line]).strip()
+        source = "\n".join(lines[block.first_line : block.last_line]).strip()
         path = tuple(text for _, text, _ in stack)
         anchor = stack[-1][2] if stack else ""
         last = passages[-1] if len(passages) > section_start else None

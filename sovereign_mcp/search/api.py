@@ -22,7 +22,9 @@ Query = Annotated[
 ]
 Tag = Annotated[str | None, Field(max_length=100, description="Only articles with this tag (case-insensitive).")]
 Sort = Annotated[SortOrder, Field(description="'relevance' (best first) or 'date_desc' (newest first).")]
-Count = Annotated[int, Field(ge=1, description="How many articles to return (capped at the server maximum, 20).")]
+Count = Annotated[
+    int | None, Field(ge=1, description="How many articles (default 5; capped at the server maximum, 20).")
+]
 Slug = Annotated[str, Field(min_length=1, max_length=300, description="Article slug, as returned by search_blog.")]
 SectionRef = Annotated[
     str | None, Field(max_length=300, description="A heading anchor or heading text; returns only that section.")
@@ -126,9 +128,9 @@ def hit_out(hit: Hit) -> SearchHitOut:
 
 
 def search_blog(index: SearchIndex, query: str = "", tag: str | None = None,
-                sort: SortOrder = "relevance", n: int = 5) -> SearchResults:
-    """Run a search with ``n`` capped at ``index.settings.max_results``."""
-    n = min(n, index.settings.max_results)
+                sort: SortOrder = "relevance", n: int | None = None) -> SearchResults:
+    """Run a search; ``n`` defaults to ``search.default_results`` and is capped at ``search.max_results``."""
+    n = min(n or index.settings.default_results, index.settings.max_results)
     hits = index.search(query, tag=tag, sort=sort, n=n)
     return SearchResults(query=query, tag=tag, sort=sort, count=len(hits), results=[hit_out(h) for h in hits])
 

@@ -145,8 +145,15 @@ class SearchIndex:
         return hits
 
     def tag_counts(self, sort: TagOrder = "count_desc") -> list[tuple[str, int]]:
-        """``(tag, article_count)`` pairs, most used first (ties alphabetical) or alphabetical."""
-        counts = Counter(t for a in self.articles for t in dict.fromkeys(a.tags))
+        """``(tag, article_count)`` pairs, most used first (ties alphabetical) or alphabetical.
+
+        Tags are counted case-insensitively (as the search filter matches them), shown in the
+        spelling first seen."""
+        spelling: dict[str, str] = {}
+        counts: Counter[str] = Counter()
+        for article in self.articles:
+            for tag in {t.lower(): t for t in article.tags}.values():
+                counts[spelling.setdefault(tag.lower(), tag)] += 1
         if sort == "alpha":
             return sorted(counts.items(), key=lambda kv: (kv[0].lower(), kv[0]))
         return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0].lower()))

@@ -48,7 +48,7 @@ def build_mcp(service: BlogService) -> FastMCP:
                   mask_error_details=True)
 
     @mcp.tool(annotations=READ_ONLY)
-    def search_blog(query: Query = "", tag: Tag = None, sort: Sort = "relevance", n: Count = 5) -> SearchResults:
+    def search_blog(query: Query = "", tag: Tag = None, sort: Sort = "relevance", n: Count = None) -> SearchResults:
         """Search the published articles; returns ranked, cited passages.
 
         Each result has the article slug, title, date, tags, score, the heading path and text of the

@@ -33,7 +33,7 @@ class SearchRequest(_Request):
     query: Query = ""
     tag: Tag = None
     sort: Sort = "relevance"
-    n: Count = 5
+    n: Count = None
 
 
 class ArticleRequest(_Request):
@@ -79,6 +79,8 @@ async def read_arguments(request: Request, model: type[BaseModel], max_bytes: in
             raw = json.loads(body or b"{}")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise HTTPProblem(415, f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise HTTPProblem(400, "body is nested too deeply") from None
         if not isinstance(raw, dict):
             raise HTTPProblem(400, "body must be a JSON object of arguments")
     try:
