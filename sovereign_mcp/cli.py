@@ -1,12 +1,13 @@
 """The ``sovereign-mcp`` command line (argparse).
 
-Exit codes: 0 success, 1 the command ran and found nothing / failed its check, 2 usage or
-configuration error (message on stderr, naming the bad key or path).
+Exit codes: 0 success, 1 the command ran and found nothing / blocked / failed its check, 2 usage,
+configuration or input error (message on stderr, naming the bad key or path).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -62,6 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--signal", action="store_true",
                        help="then tell the running server (SIGHUP via its pid file) to load it")
 
+    gate = sub.add_parser("gate", parents=[common], help="run the quality gate on files (exit 1 when blocked)")
+    gate.add_argument("files", nargs="+", metavar="FILE", help="Markdown/text files to check; '-' reads stdin")
+    gate.add_argument("--kind", choices=["article", "podcast"], default="article")
+    gate.add_argument("--format", choices=["text", "json", "sarif"], default="text")
+    gate.add_argument("--rules", help="comma-separated rule ids to apply (default: all of the kind's scopes)")
+    gate.add_argument("--kb", type=Path, action="append", metavar="PATH", help="KB root (repeatable)")
+
+    kb = sub.add_parser("kb", parents=[common], help="knowledge-base maintenance")
+    kb_sub = kb.add_subparsers(dest="kb_command", required=True, metavar="ACTION")
+    kb_check = kb_sub.add_parser("check", parents=[_common(nested=True)],
+                                 help="validate every KB entry (exit 1 when any is broken)")
+    kb_check.add_argument("--kb", type=Path, action="append", metavar="PATH", help="KB root (repeatable)")
+
     config = sub.add_parser("config", parents=[common], help="inspect the configuration")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_sub.add_parser("show", parents=[_common(nested=True)], help="print the effective config, secrets redacted")
@@ -76,6 +90,8 @@ def _settings(args: argparse.Namespace, **server: Any) -> Settings:
         overrides["data_dir"] = args.data_dir
     if args.log_level:
         overrides["log_level"] = args.log_level
+    if getattr(args, "kb", None):
+        overrides["kb"] = {"paths": args.kb}
     server = {k: v for k, v in server.items() if v is not None}
     if server:
         overrides["server"] = server
@@ -176,6 +192,54 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gate(args: argparse.Namespace) -> int:
+    from sovereign_mcp.gate.engine import GateInputError, decode_input
+    from sovereign_mcp.gate.report import render_sarif, render_text
+    from sovereign_mcp.gate.service import GateService
+    from sovereign_mcp.search.store import open_index
+
+    settings = _settings(args)
+    _setup_logging(settings.log_level if args.log_level else "warning")
+    index, _ = open_index(settings)
+    gates = GateService(settings, lambda: index.articles)
+    only = [r.strip() for r in args.rules.split(",") if r.strip()] if args.rules else None
+    gate = gates.gate()
+    reports = []
+    for name in args.files:
+        try:
+            raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+            reports.append((name, gate.check(decode_input(raw), args.kind, only)))
+        except (OSError, GateInputError) as exc:
+            print(f"sovereign-mcp gate: {name}: {exc}", file=sys.stderr)
+            return 2
+    if args.format == "sarif":
+        print(render_sarif(reports, {e.id: e.title for e in gates.kb.entries.values()}))
+    elif args.format == "json":
+        worst = next((v for v in ("fail", "pass_with_warnings") if any(r.verdict == v for _, r in reports)), "pass")
+        payload = {"verdict": worst,
+                   "reports": [{"file": name, **report.model_dump(mode="json")} for name, report in reports]}
+        print(json.dumps(payload, indent=2))
+    else:
+        print("\n".join(render_text(report, name) for name, report in reports))
+    return 1 if any(report.verdict == "fail" for _, report in reports) else 0
+
+
+def cmd_kb(args: argparse.Namespace) -> int:
+    from sovereign_mcp.kb.loader import load_kb
+
+    settings = _settings(args)
+    _setup_logging("error")  # the errors are printed below, once each
+    kb = load_kb(settings.kb.paths)
+    by_scope: dict[str, int] = {}
+    for entry in kb.entries.values():
+        by_scope[entry.scope] = by_scope.get(entry.scope, 0) + 1
+    scopes = ", ".join(f"{scope} {n}" for scope, n in sorted(by_scope.items()))
+    print(f"{len(kb.entries)} entries ({scopes}) from {', '.join(kb.roots)}")
+    for error in kb.errors:
+        print(f"error: {error}")
+    return 1 if kb.errors else 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     import tomli_w
 
@@ -183,7 +247,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "search": cmd_search, "index": cmd_index, "config": cmd_config}
+COMMANDS = {"serve": cmd_serve, "search": cmd_search, "index": cmd_index, "gate": cmd_gate, "kb": cmd_kb,
+            "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:

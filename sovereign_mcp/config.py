@@ -2,7 +2,7 @@
 
 The TOML file is the one given with ``--config PATH``, else ``./sovereign-mcp.toml``, else
 ``<user config dir>/sovereign-mcp/config.toml`` (platformdirs). Sections map to the nested models
-below (``[server]``, ``[corpus]``, ``[search]``); environment variables use ``__`` between levels,
+below (``[server]``, ``[corpus]``, ``[search]``, ``[kb]``); environment variables use ``__`` between levels,
 e.g. ``SOVEREIGN_MCP_SERVER__PORT=8003`` or ``SOVEREIGN_MCP_CORPUS__BASE_URL=https://blog.example``.
 """
 
@@ -22,7 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from sovereign_mcp.paths import default_corpus_dir
+from sovereign_mcp.paths import default_corpus_dir, default_kb_dir
 
 APP_NAME = "sovereign-mcp"
 ENV_PREFIX = "SOVEREIGN_MCP_"
@@ -86,6 +86,12 @@ class SearchSettings(_Section):
     min_passage_chars: int = Field(800, ge=0, description="Paragraphs merge under one heading up to this size.")
 
 
+class KBSettings(_Section):
+    """Knowledge-base roots, in override order (a later root's entry replaces an earlier one by id)."""
+
+    paths: list[Path] = Field(default_factory=lambda: [default_kb_dir()])
+
+
 class Settings(BaseSettings):
     """The effective configuration of one server process."""
 
@@ -101,6 +107,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     corpus: CorpusSettings = Field(default_factory=CorpusSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    kb: KBSettings = Field(default_factory=KBSettings)
 
     @classmethod
     def settings_customise_sources(

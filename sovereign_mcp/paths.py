@@ -17,3 +17,8 @@ def shipped_dir(name: str) -> Path:
 def default_corpus_dir() -> Path:
     """The embedded sample of published articles served when no ``--corpus`` is given."""
     return shipped_dir("corpus")
+
+
+def default_kb_dir() -> Path:
+    """The shipped knowledge base (quality-gate rules, prompt guidance, SGLang diagnoses)."""
+    return shipped_dir("kb")

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 
 from sovereign_mcp import __version__
 from sovereign_mcp.config import Settings
+from sovereign_mcp.gate.service import GateService
 from sovereign_mcp.search import api
 from sovereign_mcp.search.api import (
     ArticleOut,
@@ -32,18 +33,25 @@ from sovereign_mcp.search.api import (
 )
 from sovereign_mcp.search.index import ArticleNotFound
 from sovereign_mcp.search.service import BlogService
+from sovereign_mcp.server.quality import register_quality
 from sovereign_mcp.server.routes import register_routes
 
 INSTRUCTIONS = """\
 Tools over the operator's published blog about running a sovereign AI stack (DGX Spark, SGLang,
 Voxtral, ComfyUI, knowledge base, Lightning). Search before you claim: search_blog returns ranked,
-cited passages (url with #anchor); get_article returns the full Markdown, paged."""
+cited passages (url with #anchor); get_article returns the full Markdown, paged. validate_quality
+checks a generated article or podcast script against the knowledge base (list_kb_rules)."""
 
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 
 
-def build_mcp(service: BlogService) -> FastMCP:
-    """A FastMCP server exposing the free, read-only blog tools and resources of ``service``."""
+def gate_service_for(service: BlogService) -> GateService:
+    """The quality gate over the KB in ``service.settings``, backed by the live corpus."""
+    return GateService(service.settings, lambda: service.index.articles)
+
+
+def build_mcp(service: BlogService, gates: GateService | None = None) -> FastMCP:
+    """A FastMCP server with the blog tools and resources of ``service`` and the quality gate."""
     mcp = FastMCP(name="sovereign-mcp", version=__version__, instructions=INSTRUCTIONS,
                   mask_error_details=True)
 
@@ -89,14 +97,17 @@ def build_mcp(service: BlogService) -> FastMCP:
         except ArticleNotFound as exc:
             raise ResourceError(str(exc)) from None
 
+    register_quality(mcp, gates or gate_service_for(service))
     return mcp
 
 
-def build_http_app(service: BlogService, settings: Settings) -> tuple[FastMCP, Starlette]:
+def build_http_app(service: BlogService, settings: Settings,
+                   gates: GateService | None = None) -> tuple[FastMCP, Starlette]:
     """The ASGI app served by ``sovereign-mcp serve``: MCP at ``settings.server.path`` plus
     ``/health`` and ``/api/*``, behind FastMCP's Host/Origin guard (DNS-rebinding protection)."""
-    mcp = build_mcp(service)
-    register_routes(mcp, service, settings)
+    gates = gates or gate_service_for(service)
+    mcp = build_mcp(service, gates)
+    register_routes(mcp, service, gates, settings)
     srv = settings.server
     app = mcp.http_app(
         path=srv.path,

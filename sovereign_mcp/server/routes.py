@@ -1,9 +1,9 @@
 """Plain-HTTP routes: ``GET /health`` and the JSON ``/api/*`` endpoints for web widgets.
 
-``/api/search``, ``/api/article`` and ``/api/tags`` accept ``POST`` with a JSON object body or
-``GET`` with query parameters, validated by the same argument types as the MCP tools. Errors are
-JSON ``{"error": "...", "details": [...]}``: 400 bad arguments, 404 unknown article, 413 body too
-large, 415 not JSON.
+``/api/search``, ``/api/article``, ``/api/tags`` and ``/api/validate`` (the quality gate) accept
+``POST`` with a JSON object body or ``GET`` with query parameters, validated by the same argument
+types as the MCP tools. Errors are JSON ``{"error": "...", "details": [...]}``: 400 bad arguments,
+404 unknown article, 413 body too large, 415 not JSON.
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ from starlette.responses import JSONResponse, Response
 
 from sovereign_mcp import __version__
 from sovereign_mcp.config import Settings
+from sovereign_mcp.gate.engine import MAX_INPUT_BYTES
+from sovereign_mcp.gate.service import GateService
 from sovereign_mcp.search import api
 from sovereign_mcp.search.api import Count, MaxChars, Offset, Query, SectionRef, Slug, Sort, Tag, TagSort
 from sovereign_mcp.search.index import ArticleNotFound
 from sovereign_mcp.search.service import BlogService
+from sovereign_mcp.server.quality import KindArg, RuleIds, Text
 
 
 class _Request(BaseModel):
@@ -45,6 +48,12 @@ class ArticleRequest(_Request):
 
 class TagsRequest(_Request):
     sort: TagSort = "count_desc"
+
+
+class ValidateRequest(_Request):
+    text: Text
+    kind: KindArg = "article"
+    rules: RuleIds = None
 
 
 class HTTPProblem(Exception):
@@ -91,9 +100,9 @@ async def read_arguments(request: Request, model: type[BaseModel], max_bytes: in
         raise HTTPProblem(400, f"invalid arguments: {summary}", details) from None
 
 
-def register_routes(mcp: FastMCP, service: BlogService, settings: Settings) -> None:
-    """Attach ``/health`` and ``/api/{search,article,tags}`` to ``mcp``'s HTTP app."""
-    limit = settings.server.max_body_bytes
+def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, settings: Settings) -> None:
+    """Attach ``/health`` and ``/api/{search,article,tags,validate}`` to ``mcp``'s HTTP app."""
+    limit = max(settings.server.max_body_bytes, MAX_INPUT_BYTES + 64 * 1024)
 
     def json_route(path: str, model: type[BaseModel], handler: Callable[[Any], BaseModel]) -> None:
         async def endpoint(request: Request) -> Response:
@@ -104,7 +113,7 @@ def register_routes(mcp: FastMCP, service: BlogService, settings: Settings) -> N
                 return problem.response()
             except ArticleNotFound as exc:
                 return HTTPProblem(404, str(exc), exc.suggestions).response()
-            except ValueError as exc:
+            except ValueError as exc:  # includes GateInputError
                 return HTTPProblem(400, str(exc)).response()
 
         route: Callable[[Request], Awaitable[Response]] = endpoint
@@ -115,7 +124,8 @@ def register_routes(mcp: FastMCP, service: BlogService, settings: Settings) -> N
     json_route("/api/article", ArticleRequest,
                lambda a: api.get_article(service.index, a.slug, a.section, a.offset, a.max_chars))
     json_route("/api/tags", TagsRequest, lambda a: api.list_tags(service.index, a.sort))
+    json_route("/api/validate", ValidateRequest, lambda a: gates.gate().check(a.text, a.kind, a.rules))
 
     @mcp.custom_route("/health", methods=["GET"])
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "version": __version__, **service.health()})
+        return JSONResponse({"status": "ok", "version": __version__, **service.health(), **gates.health()})

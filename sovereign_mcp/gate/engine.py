@@ -1,0 +1,127 @@
+"""The deterministic quality gate: KB rules of the document's scope, applied without any LLM.
+
+``QualityGate(kb, facts).check(text, kind)`` -> :class:`GateReport`. Article checks use the
+``cross-project`` and ``article`` scopes; podcast scripts ``cross-project`` and ``podcast`` (where
+the CAPS allowlist, TTS markup and speaker-dominance rules live); see ``KIND_SCOPES``. Findings are ordered by position,
+then rule id, so a report is stable for the same text and KB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from sovereign_mcp.gate import rules
+from sovereign_mcp.gate.document import prepare
+from sovereign_mcp.gate.facts import KnownFacts
+from sovereign_mcp.gate.report import Finding, GateReport, Kind, verdict_for
+from sovereign_mcp.kb.loader import KnowledgeBase
+from sovereign_mcp.kb.models import KIND_SCOPES, KBEntry
+
+MAX_INPUT_BYTES = 2 * 1024 * 1024
+Checker = Callable[[KBEntry, rules.Context], Iterator[rules.Match]]
+CHECKERS: dict[str, Checker] = {
+    "existence": rules.existence,
+    "substitution": rules.substitution,
+    "markup": rules.markup,
+    "dominance": rules.dominance,
+    "repetition": rules.repetition,
+    "fabrication": rules.fabrication,
+    "version_required": rules.version_required,
+}
+
+
+class GateInputError(ValueError):
+    """The text cannot be checked: too large, binary, or an unknown rule id was asked for."""
+
+
+def validate_input(text: str) -> None:
+    """Raise :class:`GateInputError` for text over 2 MB (UTF-8 bytes) or containing NUL bytes."""
+    if len(text) > MAX_INPUT_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_INPUT_BYTES:
+        raise GateInputError(f"text is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MB; split it and check "
+                             "the parts")
+    if "\x00" in text:
+        raise GateInputError("text contains NUL bytes; it looks binary, not Markdown or plain text")
+
+
+def decode_input(raw: bytes) -> str:
+    """Bytes from a file or request body as text.
+
+    Raises:
+        GateInputError: over 2 MB, not UTF-8, or binary.
+    """
+    if len(raw) > MAX_INPUT_BYTES:
+        raise GateInputError(f"input is {len(raw)} bytes; the limit is {MAX_INPUT_BYTES} bytes (2 MB)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise GateInputError(f"input is not UTF-8 text (invalid byte at offset {exc.start})") from None
+    validate_input(text)
+    return text
+
+
+class QualityGate:
+    """Checks text against a :class:`KnowledgeBase`; ``facts`` back the fabrication rule."""
+
+    def __init__(self, kb: KnowledgeBase, facts: KnownFacts | None = None) -> None:
+        self.kb = kb
+        self.facts = facts or KnownFacts()
+
+    def rules_for(self, kind: Kind, only: list[str] | None = None) -> list[KBEntry]:
+        """The rule entries applied to ``kind`` (optionally only the ids in ``only``).
+
+        Raises:
+            GateInputError: ``only`` names an id that is not a rule in this kind's scopes.
+        """
+        entries = self.kb.in_scopes(KIND_SCOPES[kind], rules_only=True)
+        entries = [e for e in entries if e.type != "diagnosis"]
+        if only is None:
+            return entries
+        known = {e.id for e in entries}
+        unknown = [r for r in only if r not in known]
+        if unknown:
+            raise GateInputError(f"unknown rule id(s) for {kind}: {', '.join(unknown)}; "
+                                 f"available: {', '.join(sorted(known))}")
+        return [e for e in entries if e.id in set(only)]
+
+    def check(self, text: str, kind: Kind = "article", only: list[str] | None = None) -> GateReport:
+        """Run the gate.
+
+        Raises:
+            GateInputError: text over 2 MB or binary; unknown rule ids.
+        """
+        validate_input(text)
+        entries = self.rules_for(kind, only)
+        doc = prepare(text)
+        ctx = rules.Context(doc, self.facts)
+        caps = [e for e in entries if e.type == "caps"]
+        allow = frozenset(w for e in caps for w in e.data.allow)
+        findings: list[Finding] = []
+        for entry in entries:
+            if entry.type == "caps":
+                if entry is not caps[0]:
+                    continue  # all CAPS allowlists in scope act as one list
+                matches: Iterator[rules.Match] = rules.caps(entry, ctx, allow)
+            else:
+                matches = CHECKERS[entry.type](entry, ctx)
+            for match in matches:
+                if doc.suppressed(entry.id, match.start):
+                    continue
+                findings.append(self._finding(entry, doc, match))
+        findings.sort(key=lambda f: (f.span[0], f.span[1], f.rule_id))
+        counts = {level: sum(1 for f in findings if f.level == level) for level in ("error", "warning", "suggestion")}
+        return GateReport(verdict=verdict_for(findings), kind=kind, chars=len(text),
+                          rules_checked=[e.id for e in entries], counts=counts, findings=findings)
+
+    @staticmethod
+    def _finding(entry: KBEntry, doc, match: rules.Match) -> Finding:
+        matched = doc.text[match.start : match.end]
+        message = match.message or (entry.message or f"{entry.title}: '{{match}}'").replace("{match}", matched)
+        suggestion = match.suggestion or (entry.suggestion.replace("{match}", matched) if entry.suggestion else None)
+        line, column = doc.position(match.start)
+        end_line, end_column = doc.position(max(match.start, match.end - 1))
+        return Finding(rule_id=entry.id, severity=entry.severity, level=entry.level, line=line, column=column,
+                       end_line=end_line, end_column=end_column + 1, span=(match.start, match.end),
+                       match=matched, message=message, suggestion=suggestion)
+
+
+__all__ = ["MAX_INPUT_BYTES", "GateInputError", "QualityGate", "decode_input", "validate_input"]
