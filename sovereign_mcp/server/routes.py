@@ -102,9 +102,8 @@ async def read_arguments(request: Request, model: type[BaseModel], max_bytes: in
 
 def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, settings: Settings) -> None:
     """Attach ``/health`` and ``/api/{search,article,tags,validate}`` to ``mcp``'s HTTP app."""
-    limit = max(settings.server.max_body_bytes, MAX_INPUT_BYTES + 64 * 1024)
-
-    def json_route(path: str, model: type[BaseModel], handler: Callable[[Any], BaseModel]) -> None:
+    def json_route(path: str, model: type[BaseModel], handler: Callable[[Any], BaseModel],
+                   limit: int = settings.server.max_body_bytes) -> None:
         async def endpoint(request: Request) -> Response:
             try:
                 args = await read_arguments(request, model, limit)
@@ -124,7 +123,8 @@ def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, sett
     json_route("/api/article", ArticleRequest,
                lambda a: api.get_article(service.index, a.slug, a.section, a.offset, a.max_chars))
     json_route("/api/tags", TagsRequest, lambda a: api.list_tags(service.index, a.sort))
-    json_route("/api/validate", ValidateRequest, lambda a: gates.gate().check(a.text, a.kind, a.rules))
+    json_route("/api/validate", ValidateRequest, lambda a: gates.gate().check(a.text, a.kind, a.rules),
+               limit=max(settings.server.max_body_bytes, 2 * MAX_INPUT_BYTES))  # 2 MB of text, JSON-escaped
 
     @mcp.custom_route("/health", methods=["GET"])
     async def health(request: Request) -> Response:
