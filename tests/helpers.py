@@ -59,3 +59,5 @@ def running_server(*args: str, timeout: float = 90.0) -> Iterator[str]:
             proc.kill()
             proc.wait()
             raise AssertionError("server did not stop within 15 s of SIGTERM") from None
+        finally:
+            proc.stdout.close()

@@ -114,14 +114,17 @@ class QualityGate:
 
     @staticmethod
     def _finding(entry: KBEntry, doc, match: rules.Match) -> Finding:
+        """Build a finding; ``model_construct`` skips re-validating values the engine computed."""
         matched = doc.text[match.start : match.end]
         message = match.message or (entry.message or f"{entry.title}: '{{match}}'").replace("{match}", matched)
         suggestion = match.suggestion or (entry.suggestion.replace("{match}", matched) if entry.suggestion else None)
         line, column = doc.position(match.start)
         end_line, end_column = doc.position(max(match.start, match.end - 1))
-        return Finding(rule_id=entry.id, severity=entry.severity, level=entry.level, line=line, column=column,
-                       end_line=end_line, end_column=end_column + 1, span=(match.start, match.end),
-                       match=matched, message=message, suggestion=suggestion)
+        return Finding.model_construct(
+            rule_id=entry.id, severity=entry.severity, level=entry.level, line=line, column=column,
+            end_line=end_line, end_column=end_column + 1, span=(match.start, match.end),
+            match=matched, message=message, suggestion=suggestion,
+        )
 
 
 __all__ = ["MAX_INPUT_BYTES", "GateInputError", "QualityGate", "decode_input", "validate_input"]

@@ -8,18 +8,22 @@ claim is a set lookup, whatever the size of the document.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-URL = re.compile(r"\bhttps?://[^\s<>\"'`)\]]+")
-PATH = re.compile(
-    r"(?<![\w:/.~-])(?:~|\.\.?)?/(?:[\w.@+-]+/)+[\w.@+-]*"  # /abs/path, ~/path, ./rel/path
-    r"|(?<![\w/.-])[\w-]+(?:/[\w.-]+)+\.[A-Za-z0-9]{1,6}\b"  # rel/path/file.ext
-)
-VERSION = re.compile(r"(?<![\w.])(?:v?\d+\.\d+\.\d+(?:[-.+][0-9A-Za-z]+)*|v\d+\.\d+)(?!\w|\.\w)")
-TITLE = re.compile(r"[\"“]([A-Z][^\"”\n]{3,100}?)[\"”]|\[([A-Z][^\]\n]{3,100})\]\((?:/|\./)[^)]*\)")
+# Every scan opens on a literal ("http", "/", a digit-dot-digit, a quote or "[") so ``re`` skips
+# ahead instead of trying each position; candidates are then widened to their token and validated.
+URL = re.compile(r"https?://[^\s<>\"'`)\]]+")
+SLASH = re.compile(r"/")
+PATH_RIGHT = re.compile(r"[\w.@+/~-]*")
+PATH = re.compile(r"(?:~|\.\.?)?/(?:[\w.@+-]+/)+[\w.@+-]*|[\w-]+(?:/[\w.-]+)+\.[A-Za-z0-9]{1,6}")
+DIGIT_DOT = re.compile(r"\d\.\d")
+VERSION = re.compile(r"v?\d+\.\d+\.\d+(?:[-.+][0-9A-Za-z]+)*|v\d+\.\d+")
+TITLE = re.compile(r"[\"“]([A-Z][^\"”\n]{3,100}?)[\"”]|\[([A-Z][^\]\n]{3,100})\]\(((?:/|\./)[^)\s]*)[^)]*\)")
 _TRAILING = ".,;:!?"
+_WINDOW = 200  # longest path or version token looked at, characters
 
 
 @dataclass(slots=True, frozen=True)
@@ -30,6 +34,7 @@ class Claim:
     value: str
     start: int
     end: int
+    target: str = ""  # for a title cited as a Markdown link: the link's slug
 
 
 def _looks_like_title(text: str) -> bool:
@@ -38,6 +43,54 @@ def _looks_like_title(text: str) -> bool:
         return False
     capitalised = sum(1 for w in words if w[0].isupper() or not w[0].isalpha())
     return capitalised / len(words) >= 0.6
+
+
+def _in_spans(pos: int, starts: list[int], spans: list[tuple[int, int]]) -> bool:
+    i = bisect.bisect_right(starts, pos) - 1
+    return i >= 0 and pos < spans[i][1]
+
+
+def _paths(text: str, url_spans: list[tuple[int, int]]) -> Iterator[Claim]:
+    done = -1
+    url_starts = [lo for lo, _ in url_spans]
+    for slash in SLASH.finditer(text):
+        pos = slash.start()
+        if pos < done or _in_spans(pos, url_starts, url_spans):
+            continue
+        start, floor = pos, max(0, pos - _WINDOW)
+        while start > floor and (text[start - 1].isalnum() or text[start - 1] in "_.@+~-"):
+            start -= 1
+        end = PATH_RIGHT.match(text, pos).end()
+        done = end
+        token = text[start:end].rstrip(_TRAILING)
+        match = PATH.fullmatch(token)
+        if match and len(token) >= 4 and (token.count("/") >= 2 or token.startswith(("~", ".")) or "." in token):
+            yield Claim("path", token, start, start + len(token))
+
+
+def _versions(text: str) -> Iterator[Claim]:
+    done = -1
+    for hit in DIGIT_DOT.finditer(text):
+        if hit.start() < done:
+            continue
+        start = hit.start()
+        while start > 0 and text[start - 1].isdigit():
+            start -= 1
+        if start > 0 and text[start - 1] in "vV":
+            start -= 1
+        if start > 0 and (text[start - 1].isalnum() or text[start - 1] in "._"):
+            done = hit.end()
+            continue
+        match = VERSION.match(text, start)
+        if not match:
+            done = hit.end()
+            continue
+        end = match.end()
+        done = end
+        if end < len(text) and (text[end].isalnum() or text[end] == "_" or (text[end] == "." and
+                                end + 1 < len(text) and text[end + 1].isalnum())):
+            continue
+        yield Claim("version", match.group(), start, end)
 
 
 def extract_claims(text: str, kinds: set[str]) -> Iterator[Claim]:
@@ -50,22 +103,16 @@ def extract_claims(text: str, kinds: set[str]) -> Iterator[Claim]:
             if "url" in kinds:
                 yield Claim("url", value, m.start(), m.start() + len(value))
     if "path" in kinds:
-        for m in PATH.finditer(text):
-            value = m.group().rstrip(_TRAILING)
-            if len(value) < 4 or (value.count("/") < 2 and not value.startswith(("~", ".")) and "." not in value):
-                continue
-            if any(lo <= m.start() < hi for lo, hi in url_spans):
-                continue
-            yield Claim("path", value, m.start(), m.start() + len(value))
+        yield from _paths(text, url_spans)
     if "version" in kinds:
-        for m in VERSION.finditer(text):
-            yield Claim("version", m.group(), m.start(), m.end())
+        yield from _versions(text)
     if "title" in kinds:
         for m in TITLE.finditer(text):
             group = 1 if m.group(1) is not None else 2
             value = m.group(group).strip()
             if _looks_like_title(value):
-                yield Claim("title", value, m.start(group), m.start(group) + len(value))
+                target = m.group(3).strip("/").rsplit("/", 1)[-1] if group == 2 else ""
+                yield Claim("title", value, m.start(group), m.start(group) + len(value), target)
 
 
 def normalise(kind: str, value: str) -> str:
@@ -82,19 +129,29 @@ class KnownFacts:
     """Normalised claim strings found in the KB and the corpus, by kind (titles included)."""
 
     by_kind: dict[str, set[str]] = field(
-        default_factory=lambda: {k: set() for k in ("path", "version", "url", "title")}
+        default_factory=lambda: {k: set() for k in ("path", "version", "url", "title", "slug")}
     )
 
     @classmethod
-    def from_sources(cls, texts: Iterable[str], titles: Iterable[str]) -> KnownFacts:
-        """Extract every path, version and URL from ``texts``; ``titles`` are the citable titles."""
+    def from_sources(cls, texts: Iterable[str], titles: Iterable[str], slugs: Iterable[str] = ()) -> KnownFacts:
+        """Extract every path, version and URL from ``texts``; ``titles`` and ``slugs`` name the
+        citable articles."""
         facts = cls()
         for text in texts:
             for claim in extract_claims(text, {"path", "version", "url"}):
                 facts.by_kind[claim.kind].add(normalise(claim.kind, claim.value))
         facts.by_kind["title"] = {normalise("title", t) for t in titles if t.strip()}
+        facts.by_kind["slug"] = {s.lower() for s in slugs}
+        facts.by_kind["path"] |= {normalise("path", f"/{s}/") for s in facts.by_kind["slug"]}
         return facts
 
-    def knows(self, kind: str, value: str) -> bool:
-        """Whether ``value`` (a claim of ``kind``) is backed by a source."""
-        return normalise(kind, value) in self.by_kind.get(kind, set())
+    def knows(self, kind: str, value: str, target: str = "") -> bool:
+        """Whether ``value`` (a claim of ``kind``) is backed by a source. A title is backed when it
+        is a known title or the start of one ("One GPU Service at a Time" for the full title), or
+        when it links (``target``) to a known article slug."""
+        norm = normalise(kind, value)
+        if kind == "title":
+            titles = self.by_kind["title"]
+            return (norm in titles or (target.lower() in self.by_kind["slug"] if target else False)
+                    or any(t.startswith(norm) for t in titles))
+        return norm in self.by_kind.get(kind, set())

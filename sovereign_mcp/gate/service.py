@@ -26,9 +26,9 @@ def entry_text(entry: KBEntry) -> str:
 def build_facts(kb: KnowledgeBase, articles: Iterable[Article]) -> KnownFacts:
     """Facts from every KB entry and every published article (bodies and titles)."""
     articles = list(articles)
-    texts = [entry_text(e) for e in kb.entries.values()] + [a.body for a in articles]
+    texts = [entry_text(e) for e in kb.entries.values()] + [a.body for a in articles] + [a.url for a in articles]
     titles = [a.title for a in articles] + [e.title for e in kb.entries.values()]
-    return KnownFacts.from_sources(texts, titles)
+    return KnownFacts.from_sources(texts, titles, [a.slug for a in articles])
 
 
 class GateService:

@@ -96,7 +96,8 @@ def load_kb(roots: Iterable[Path]) -> KnowledgeBase:
                 kb.errors.append(KBError(path=str(path), field="(file)", message="not UTF-8"))
                 continue
             except ArticleError as exc:
-                kb.errors.append(KBError(path=str(path), field="(front matter)", message=str(exc)))
+                where = "(yaml block)" if "YAML block" in str(exc) else "(front matter)"
+                kb.errors.append(KBError(path=str(path), field=where, message=str(exc)))
                 continue
             except ValidationError as exc:
                 prefix = "" if exc.title == "KBEntry" else "data."

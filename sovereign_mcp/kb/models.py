@@ -75,11 +75,19 @@ class MarkupData(_Data):
     patterns: list[MarkupPattern] = Field(min_length=1)
 
 
+SPEAKER_PATTERN = r"\n[ \t]*([A-Z][A-Z0-9_]{1,30})[ \t]*:"
+
+
 class DominanceData(_Data):
-    """``dominance``: one speaker holding ``max_turns`` + 1 or more consecutive turns."""
+    """``dominance``: one speaker holding ``max_turns`` + 1 or more consecutive turns.
+
+    ``speaker_pattern`` is matched against the text with a newline prepended (so every turn, the
+    first included, follows a ``\n``; opening on that literal keeps the scan fast); group 1 is the
+    speaker's name.
+    """
 
     max_turns: int = Field(2, ge=1)
-    speaker_pattern: str = r"^\s*([A-Z][A-Z0-9_]{1,30})\s*:"
+    speaker_pattern: str = SPEAKER_PATTERN
 
 
 class RepetitionData(_Data):
@@ -100,7 +108,7 @@ class FabricationData(_Data):
 
 
 class VersionData(_Data):
-    """``version_required``: a named tool or model with no version string in the same sentence."""
+    """``version_required``: a named tool or model that no mention in the text gives a version for."""
 
     names: list[str] = Field(min_length=1)
 

@@ -4,8 +4,6 @@
 Pricing is not decided here: the payments layer gates ``validate_quality`` by name.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 from fastmcp import FastMCP
