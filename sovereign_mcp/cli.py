@@ -70,6 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--rules", help="comma-separated rule ids to apply (default: all of the kind's scopes)")
     gate.add_argument("--kb", type=Path, action="append", metavar="PATH", help="KB root (repeatable)")
 
+    diagnose = sub.add_parser("diagnose", parents=[common],
+                              help="diagnose SGLang from a log, a launch command, a live probe (exit 1 if invalid)")
+    diagnose.add_argument("--log", metavar="FILE", help="SGLang log file; '-' reads stdin")
+    diagnose.add_argument("--cmd", metavar="COMMAND", help="launch command (python -m sglang.launch_server ..., "
+                          "docker run ..., or a systemd ExecStart= snippet)")
+    diagnose.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment variable (repeatable)")
+    diagnose.add_argument("--hardware", help="hardware description (default: diagnostics.hardware, the GB10)")
+    diagnose.add_argument("--probe", nargs="?", const="", metavar="URL",
+                          help="probe a running server (default URL: diagnostics.sglang_url)")
+    diagnose.add_argument("--json", action="store_true", help="print the full report as JSON")
+    diagnose.add_argument("--kb", type=Path, action="append", metavar="PATH", help="KB root (repeatable)")
+
     kb = sub.add_parser("kb", parents=[common], help="knowledge-base maintenance")
     kb_sub = kb.add_subparsers(dest="kb_command", required=True, metavar="ACTION")
     kb_check = kb_sub.add_parser("check", parents=[_common(nested=True)],
@@ -224,6 +236,52 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return 1 if any(report.verdict == "fail" for _, report in reports) else 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from sovereign_mcp.diagnostics.engine import DiagnoseInputError
+    from sovereign_mcp.diagnostics.service import DiagnosticsService
+    from sovereign_mcp.kb.loader import load_kb
+
+    settings = _settings(args)
+    _setup_logging(settings.log_level if args.log_level else "error")
+    log = None
+    if args.log:
+        try:
+            raw = sys.stdin.buffer.read() if args.log == "-" else Path(args.log).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read log {args.log}: {exc}") from None
+        log = raw.decode("utf-8", "replace")
+    probe_url = None
+    if args.probe is not None:
+        probe_url = args.probe or settings.diagnostics.sglang_url
+        if not probe_url:
+            raise ConfigError("--probe needs a URL or diagnostics.sglang_url in the config")
+    if not (log or args.cmd or args.env or probe_url):
+        raise ConfigError("nothing to diagnose: give --log, --cmd, --env or --probe")
+    service = DiagnosticsService(settings, load_kb(settings.kb.paths))
+    try:
+        report = service.run(error_log=log, launch_command=args.cmd, env="\n".join(args.env or []) or None,
+                             hardware=args.hardware, probe_url=probe_url)
+    except DiagnoseInputError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        print(f"verdict: {report.verdict}  (hardware: {report.hardware})")
+        for f in report.findings:
+            print(f"\n[{f.severity}] {f.title} ({f.rule_id})\n  evidence: {f.evidence}\n  fix: {f.fix}")
+            for source in f.sources:
+                print(f"  see: {source}")
+        if report.apply:
+            print("\napply:\n" + "\n".join(f"  {step}" for step in report.apply))
+        if report.probe is not None:
+            p = report.probe
+            print(f"\nprobe {p.url}: reachable={p.reachable} ready={p.ready} metrics={p.metrics} "
+                  f"MemAvailable={p.mem_available_gb} GB")
+        for note in report.notes:
+            print(f"note: {note}")
+    return 1 if report.verdict == "invalid" else 0
+
+
 def cmd_kb(args: argparse.Namespace) -> int:
     from sovereign_mcp.kb.loader import load_kb
 
@@ -247,8 +305,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "search": cmd_search, "index": cmd_index, "gate": cmd_gate, "kb": cmd_kb,
-            "config": cmd_config}
+COMMANDS = {"serve": cmd_serve, "search": cmd_search, "index": cmd_index, "gate": cmd_gate,
+            "diagnose": cmd_diagnose, "kb": cmd_kb, "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:

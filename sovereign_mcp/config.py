@@ -2,8 +2,8 @@
 
 The TOML file is the one given with ``--config PATH``, else ``./sovereign-mcp.toml``, else
 ``<user config dir>/sovereign-mcp/config.toml`` (platformdirs). Sections map to the nested models
-below (``[server]``, ``[corpus]``, ``[search]``, ``[kb]``); environment variables use ``__`` between levels,
-e.g. ``SOVEREIGN_MCP_SERVER__PORT=8003`` or ``SOVEREIGN_MCP_CORPUS__BASE_URL=https://blog.example``.
+below (``[server]``, ``[corpus]``, ``[search]``, ``[kb]``, ``[diagnostics]``); environment variables
+use ``__`` between levels, e.g. ``SOVEREIGN_MCP_SERVER__PORT=8003`` or ``SOVEREIGN_MCP_CORPUS__BASE_URL=https://blog.example``.
 """
 
 from __future__ import annotations
@@ -92,6 +92,22 @@ class KBSettings(_Section):
     paths: list[Path] = Field(default_factory=lambda: [default_kb_dir()])
 
 
+class DiagnosticsSettings(_Section):
+    """SGLang diagnostics: the hardware assumed when none is given, and the live probe target."""
+
+    hardware: str = "GB10 (DGX Spark)"
+    sglang_url: str | None = Field(None, description="Base URL of the SGLang server to probe; unset = no probe.")
+    probe_timeout: float = Field(2.0, gt=0, le=30, description="Per-request probe timeout, seconds.")
+    meminfo_path: Path = Path("/proc/meminfo")
+
+    @field_validator("sglang_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
 class Settings(BaseSettings):
     """The effective configuration of one server process."""
 
@@ -108,6 +124,7 @@ class Settings(BaseSettings):
     corpus: CorpusSettings = Field(default_factory=CorpusSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     kb: KBSettings = Field(default_factory=KBSettings)
+    diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
 
     @classmethod
     def settings_customise_sources(

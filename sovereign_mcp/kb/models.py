@@ -156,6 +156,21 @@ class DiagnosisData(_Data):
         return self
 
 
+class FlagCatalogData(_Data):
+    """``flag_catalog`` (scope ``sglang``): every known launch flag, so typos can be reported."""
+
+    flags: list[Annotated[str, Field(pattern=r"^--?[a-z0-9][a-z0-9-]*$")]] = Field(min_length=1)
+
+
+class BaselineData(_Data):
+    """``baseline`` (scope ``sglang``): the launch settings known to work on some hardware."""
+
+    hardware: list[str] = Field(min_length=1, description="case-insensitive substrings naming the hardware")
+    flags: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+
 DATA_MODELS: dict[str, type[_Data]] = {
     "existence": ExistenceData,
     "substitution": SubstitutionData,
@@ -167,8 +182,10 @@ DATA_MODELS: dict[str, type[_Data]] = {
     "version_required": VersionData,
     "guidance": GuidanceData,
     "diagnosis": DiagnosisData,
+    "flag_catalog": FlagCatalogData,
+    "baseline": BaselineData,
 }
-RULE_TYPES = tuple(t for t in DATA_MODELS if t != "guidance")
+RULE_TYPES = tuple(t for t in DATA_MODELS if t not in ("guidance", "flag_catalog", "baseline"))
 
 
 class KBEntry(BaseModel):

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 
 from sovereign_mcp import __version__
 from sovereign_mcp.config import Settings
+from sovereign_mcp.diagnostics.service import DiagnosticsService
 from sovereign_mcp.gate.service import GateService
 from sovereign_mcp.search import api
 from sovereign_mcp.search.api import (
@@ -33,6 +34,7 @@ from sovereign_mcp.search.api import (
 )
 from sovereign_mcp.search.index import ArticleNotFound
 from sovereign_mcp.search.service import BlogService
+from sovereign_mcp.server.diagnostics import register_diagnostics
 from sovereign_mcp.server.quality import register_quality
 from sovereign_mcp.server.routes import register_routes
 
@@ -50,7 +52,18 @@ def gate_service_for(service: BlogService) -> GateService:
     return GateService(service.settings, lambda: service.index.articles)
 
 
-def build_mcp(service: BlogService, gates: GateService | None = None) -> FastMCP:
+def diagnostics_service_for(service: BlogService, gates: GateService) -> DiagnosticsService:
+    """SGLang diagnostics over the shared KB, citing articles by their public URL."""
+
+    def article_url(slug: str) -> str | None:
+        found = service.index.by_slug.get(slug)
+        return service.index.articles[found].url if found is not None else None
+
+    return DiagnosticsService(service.settings, gates.kb, article_url)
+
+
+def build_mcp(service: BlogService, gates: GateService | None = None,
+              diagnostics: DiagnosticsService | None = None) -> FastMCP:
     """A FastMCP server with the blog tools and resources of ``service`` and the quality gate."""
     mcp = FastMCP(name="sovereign-mcp", version=__version__, instructions=INSTRUCTIONS,
                   mask_error_details=True)
@@ -97,7 +110,9 @@ def build_mcp(service: BlogService, gates: GateService | None = None) -> FastMCP
         except ArticleNotFound as exc:
             raise ResourceError(str(exc)) from None
 
-    register_quality(mcp, gates or gate_service_for(service))
+    gates = gates or gate_service_for(service)
+    register_quality(mcp, gates)
+    register_diagnostics(mcp, diagnostics or diagnostics_service_for(service, gates))
     return mcp
 
 
@@ -106,8 +121,9 @@ def build_http_app(service: BlogService, settings: Settings,
     """The ASGI app served by ``sovereign-mcp serve``: MCP at ``settings.server.path`` plus
     ``/health`` and ``/api/*``, behind FastMCP's Host/Origin guard (DNS-rebinding protection)."""
     gates = gates or gate_service_for(service)
-    mcp = build_mcp(service, gates)
-    register_routes(mcp, service, gates, settings)
+    diagnostics = diagnostics_service_for(service, gates)
+    mcp = build_mcp(service, gates, diagnostics)
+    register_routes(mcp, service, gates, diagnostics, settings)
     srv = settings.server
     app = mcp.http_app(
         path=srv.path,

@@ -1,6 +1,7 @@
 """Plain-HTTP routes: ``GET /health`` and the JSON ``/api/*`` endpoints for web widgets.
 
-``/api/search``, ``/api/article``, ``/api/tags`` and ``/api/validate`` (the quality gate) accept
+``/api/search``, ``/api/article``, ``/api/tags``, ``/api/validate`` (the quality gate) and
+``/api/diagnose`` (SGLang diagnostics, without the live probe) accept
 ``POST`` with a JSON object body or ``GET`` with query parameters, validated by the same argument
 types as the MCP tools. Errors are JSON ``{"error": "...", "details": [...]}``: 400 bad arguments,
 404 unknown article, 413 body too large, 415 not JSON.
@@ -19,12 +20,15 @@ from starlette.responses import JSONResponse, Response
 
 from sovereign_mcp import __version__
 from sovereign_mcp.config import Settings
+from sovereign_mcp.diagnostics.engine import MAX_LOG_BYTES
+from sovereign_mcp.diagnostics.service import DiagnosticsService
 from sovereign_mcp.gate.engine import MAX_INPUT_BYTES
 from sovereign_mcp.gate.service import GateService
 from sovereign_mcp.search import api
 from sovereign_mcp.search.api import Count, MaxChars, Offset, Query, SectionRef, Slug, Sort, Tag, TagSort
 from sovereign_mcp.search.index import ArticleNotFound
 from sovereign_mcp.search.service import BlogService
+from sovereign_mcp.server.diagnostics import Backend, Command, Env, GraphBs, Hardware, ImageTag, Log, MemFraction
 from sovereign_mcp.server.quality import KindArg, RuleIds, Text
 
 
@@ -48,6 +52,20 @@ class ArticleRequest(_Request):
 
 class TagsRequest(_Request):
     sort: TagSort = "count_desc"
+
+
+class DiagnoseRequest(_Request):
+    """The MCP tool's arguments minus the live probe (operator-only, MCP and CLI)."""
+
+    error_log: Log = None
+    launch_command: Command = None
+    env: Env = None
+    hardware: Hardware = None
+    attention_backend: Backend = None
+    mem_fraction: MemFraction = None
+    cuda_graph_max_bs: GraphBs = None
+    image_tag: ImageTag = None
+    error_message: Log = None
 
 
 class ValidateRequest(_Request):
@@ -100,8 +118,9 @@ async def read_arguments(request: Request, model: type[BaseModel], max_bytes: in
         raise HTTPProblem(400, f"invalid arguments: {summary}", details) from None
 
 
-def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, settings: Settings) -> None:
-    """Attach ``/health`` and ``/api/{search,article,tags,validate}`` to ``mcp``'s HTTP app."""
+def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, diagnostics: DiagnosticsService,
+                    settings: Settings) -> None:
+    """Attach ``/health`` and ``/api/{search,article,tags,validate,diagnose}`` to ``mcp``'s HTTP app."""
     def json_route(path: str, model: type[BaseModel], handler: Callable[[Any], BaseModel],
                    limit: int = settings.server.max_body_bytes) -> None:
         async def endpoint(request: Request) -> Response:
@@ -125,6 +144,8 @@ def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, sett
     json_route("/api/tags", TagsRequest, lambda a: api.list_tags(service.index, a.sort))
     json_route("/api/validate", ValidateRequest, lambda a: gates.gate().check(a.text, a.kind, a.rules),
                limit=max(settings.server.max_body_bytes, 2 * MAX_INPUT_BYTES))  # 2 MB of text, JSON-escaped
+    json_route("/api/diagnose", DiagnoseRequest, lambda a: diagnostics.run(**a.model_dump()),
+               limit=max(settings.server.max_body_bytes, 2 * MAX_LOG_BYTES))
 
     @mcp.custom_route("/health", methods=["GET"])
     async def health(request: Request) -> Response:
