@@ -82,6 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--json", action="store_true", help="print the full report as JSON")
     diagnose.add_argument("--kb", type=Path, action="append", metavar="PATH", help="KB root (repeatable)")
 
+    l402 = sub.add_parser("l402", parents=[common], help="L402 payments: tokens, revocation, earnings, dev pay")
+    l402_sub = l402.add_subparsers(dest="l402_command", required=True, metavar="ACTION")
+    tokens = l402_sub.add_parser("tokens", parents=[_common(nested=True)], help="list issued tokens, newest first")
+    tokens.add_argument("--state", choices=["pending", "paid", "expired", "revoked"])
+    tokens.add_argument("--limit", type=int, default=50)
+    tokens.add_argument("--json", action="store_true")
+    revoke = l402_sub.add_parser("revoke", parents=[_common(nested=True)], help="revoke a token by id")
+    revoke.add_argument("token_id", help="the token id (hex), as listed by 'l402 tokens'")
+    stats = l402_sub.add_parser("stats", parents=[_common(nested=True)], help="sats earned per tool, tokens out")
+    stats.add_argument("--json", action="store_true")
+    pay = l402_sub.add_parser("pay", parents=[_common(nested=True)],
+                              help="dev backend only: settle an invoice and print its preimage")
+    pay.add_argument("invoice", metavar="BOLT11")
+
     kb = sub.add_parser("kb", parents=[common], help="knowledge-base maintenance")
     kb_sub = kb.add_subparsers(dest="kb_command", required=True, metavar="ACTION")
     kb_check = kb_sub.add_parser("check", parents=[_common(nested=True)],
@@ -126,7 +140,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from sovereign_mcp.search.service import BlogService
-    from sovereign_mcp.server.app import build_http_app, build_mcp
+    from sovereign_mcp.server.app import build_http_app, build_mcp, payments_for
 
     settings = _settings(args, host=args.host, port=args.port)
     if args.no_watch:
@@ -142,7 +156,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=service.reload, daemon=True).start())
     try:
         if args.transport == "stdio":
-            build_mcp(service).run(transport="stdio", show_banner=False)
+            build_mcp(service, payments=payments_for(settings)).run(transport="stdio", show_banner=False)
             return 0
         _, app = build_http_app(service, settings)
         pidf = pid_file(settings)
@@ -282,6 +296,50 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return 1 if report.verdict == "invalid" else 0
 
 
+def cmd_l402(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from sovereign_mcp.payments.backends.base import BackendUnavailable
+    from sovereign_mcp.payments.backends.dev import DevBackend
+    from sovereign_mcp.payments.service import open_payments
+
+    settings = _settings(args)
+    service = open_payments(settings)
+    action = args.l402_command
+    if action == "pay":
+        if not isinstance(service.backend, DevBackend):
+            raise ConfigError(f"'l402 pay' settles invoices of the dev backend only; this server uses "
+                              f"payments.backend = {settings.payments.backend!r}: pay with a Lightning wallet")
+        try:
+            print(service.backend.pay(args.invoice))
+        except BackendUnavailable as exc:
+            raise ConfigError(str(exc)) from None
+        return 0
+    if action == "revoke":
+        if not service.store.revoke(args.token_id.strip().lower()):
+            print(f"no such token, or already revoked: {args.token_id}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.token_id}")
+        return 0
+    if action == "stats":
+        stats = service.store.stats()
+        if args.json:
+            print(json.dumps(stats, indent=2))
+        else:
+            print(f"sats earned: {stats['sats_total']}; paid tokens with calls left: {stats['outstanding']}")
+            for tools, row in sorted(stats["earned"].items()):
+                print(f"  {tools}: {row['sats']} sats, {row['tokens']} tokens, {row['calls']} calls used")
+            print("tokens by state: " + ", ".join(f"{k} {v}" for k, v in sorted(stats["by_state"].items())))
+        return 0
+    rows = service.store.tokens(args.state, args.limit)
+    if args.json:
+        print(json.dumps([{k: v for k, v in asdict(r).items() if k != "root_key"} for r in rows], indent=2))
+    else:
+        for r in rows:
+            print(f"{r.token_id}  {r.state:8} {r.tools:20} {r.price_sat:>6} sat  calls {r.calls_used}/{r.max_calls}")
+    return 0
+
+
 def cmd_kb(args: argparse.Namespace) -> int:
     from sovereign_mcp.kb.loader import load_kb
 
@@ -306,7 +364,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"serve": cmd_serve, "search": cmd_search, "index": cmd_index, "gate": cmd_gate,
-            "diagnose": cmd_diagnose, "kb": cmd_kb, "config": cmd_config}
+            "diagnose": cmd_diagnose, "l402": cmd_l402, "kb": cmd_kb, "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:

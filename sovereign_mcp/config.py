@@ -2,7 +2,8 @@
 
 The TOML file is the one given with ``--config PATH``, else ``./sovereign-mcp.toml``, else
 ``<user config dir>/sovereign-mcp/config.toml`` (platformdirs). Sections map to the nested models
-below (``[server]``, ``[corpus]``, ``[search]``, ``[kb]``, ``[diagnostics]``); environment variables
+below (``[server]``, ``[corpus]``, ``[search]``, ``[kb]``, ``[diagnostics]``,
+``[payments]``); environment variables
 use ``__`` between levels, e.g. ``SOVEREIGN_MCP_SERVER__PORT=8003`` or ``SOVEREIGN_MCP_CORPUS__BASE_URL=https://blog.example``.
 """
 
@@ -108,6 +109,38 @@ class DiagnosticsSettings(_Section):
         return value
 
 
+class Price(_Section):
+    """What one token for a tool costs: ``sats`` buys ``calls`` calls within ``valid_seconds``."""
+
+    sats: int = Field(ge=1, le=10_000_000)
+    calls: int = Field(1, ge=1, le=1_000_000)
+    valid_seconds: int = Field(86_400, ge=60)
+
+
+class PaymentsSettings(_Section):
+    """L402 payments: which tools are paid, the Lightning backend, and where tokens are stored."""
+
+    enabled: bool = True
+    backend: Literal["dev", "lnbits", "lnd", "cln"] = "dev"
+    prices: dict[str, Price] = Field(default_factory=lambda: {
+        "validate_quality": Price(sats=21, calls=1),
+        "trigger_pipeline": Price(sats=2100, calls=1),
+    })
+    invoice_expiry: int = Field(600, ge=30, le=86_400, description="Invoice lifetime, seconds.")
+    free_calls_per_day: int = Field(0, ge=0, description="Free paid-tool calls per client (/24, /48) per day.")
+    database_url: str | None = Field(None, description="postgresql://... to share tokens; default SQLite.")
+    lnbits_url: str | None = None
+    lnbits_invoice_key: SecretStr | None = None
+    lnd_url: str | None = None
+    lnd_macaroon: SecretStr | None = Field(None, description="Invoice macaroon, hex.")
+    lnd_tls_cert: Path | None = None
+    cln_url: str | None = None
+    cln_rune: SecretStr | None = None
+    lightning_address_name: str = Field("tips", pattern=r"^[a-z0-9._-]{1,64}$")
+    lnurl_min_sat: int = Field(1, ge=1)
+    lnurl_max_sat: int = Field(1_000_000, ge=1)
+
+
 class Settings(BaseSettings):
     """The effective configuration of one server process."""
 
@@ -125,6 +158,7 @@ class Settings(BaseSettings):
     search: SearchSettings = Field(default_factory=SearchSettings)
     kb: KBSettings = Field(default_factory=KBSettings)
     diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
+    payments: PaymentsSettings = Field(default_factory=PaymentsSettings)
 
     @classmethod
     def settings_customise_sources(

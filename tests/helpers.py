@@ -26,8 +26,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(*args: str, timeout: float = 90.0) -> Iterator[str]:
+def running_server(*args: str, timeout: float = 90.0, env: dict[str, str] | None = None) -> Iterator[str]:
     """Start ``python -m sovereign_mcp serve`` on a free loopback port; yield its base URL.
+
+    ``env`` adds environment variables (e.g. ``SOVEREIGN_MCP_PAYMENTS__ENABLED=false``).
 
     The process gets SIGTERM on exit and must stop by itself within 15 s (clean shutdown).
     """
@@ -35,7 +37,7 @@ def running_server(*args: str, timeout: float = 90.0) -> Iterator[str]:
     cmd = [sys.executable, "-m", "sovereign_mcp", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--no-watch", "--log-level", "warning", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

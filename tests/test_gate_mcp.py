@@ -51,7 +51,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def url(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("gate-data")
-    with running_server("--corpus", str(corpus), "--data-dir", str(data)) as base:
+    # payments off: this module tests the gate itself (tests/test_l402_*.py cover paying for it)
+    with running_server("--corpus", str(corpus), "--data-dir", str(data),
+                        env={"SOVEREIGN_MCP_PAYMENTS__ENABLED": "false"}) as base:
         yield base
 
 

@@ -7,16 +7,18 @@ current index snapshot of a :class:`~sovereign_mcp.search.service.BlogService`.
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from sovereign_mcp import __version__
 from sovereign_mcp.config import Settings
 from sovereign_mcp.diagnostics.service import DiagnosticsService
 from sovereign_mcp.gate.service import GateService
+from sovereign_mcp.payments.service import L402Service, open_payments
 from sovereign_mcp.search import api
 from sovereign_mcp.search.api import (
     ArticleOut,
@@ -35,6 +37,7 @@ from sovereign_mcp.search.api import (
 from sovereign_mcp.search.index import ArticleNotFound
 from sovereign_mcp.search.service import BlogService
 from sovereign_mcp.server.diagnostics import register_diagnostics
+from sovereign_mcp.server.payments import L402HTTPGuard, L402Middleware
 from sovereign_mcp.server.quality import register_quality
 from sovereign_mcp.server.routes import register_routes
 
@@ -62,8 +65,13 @@ def diagnostics_service_for(service: BlogService, gates: GateService) -> Diagnos
     return DiagnosticsService(service.settings, gates.kb, article_url)
 
 
+def payments_for(settings: Settings) -> L402Service | None:
+    """The L402 service when ``payments.enabled`` (else every tool is free)."""
+    return open_payments(settings) if settings.payments.enabled else None
+
+
 def build_mcp(service: BlogService, gates: GateService | None = None,
-              diagnostics: DiagnosticsService | None = None) -> FastMCP:
+              diagnostics: DiagnosticsService | None = None, payments: L402Service | None = None) -> FastMCP:
     """A FastMCP server with the blog tools and resources of ``service`` and the quality gate."""
     mcp = FastMCP(name="sovereign-mcp", version=__version__, instructions=INSTRUCTIONS,
                   mask_error_details=True)
@@ -113,17 +121,21 @@ def build_mcp(service: BlogService, gates: GateService | None = None,
     gates = gates or gate_service_for(service)
     register_quality(mcp, gates)
     register_diagnostics(mcp, diagnostics or diagnostics_service_for(service, gates))
+    if payments is not None:
+        mcp.add_middleware(L402Middleware(payments))
     return mcp
 
 
-def build_http_app(service: BlogService, settings: Settings,
-                   gates: GateService | None = None) -> tuple[FastMCP, Starlette]:
+def build_http_app(service: BlogService, settings: Settings, gates: GateService | None = None,
+                   payments: L402Service | Literal["auto"] | None = "auto") -> tuple[FastMCP, ASGIApp]:
     """The ASGI app served by ``sovereign-mcp serve``: MCP at ``settings.server.path`` plus
-    ``/health`` and ``/api/*``, behind FastMCP's Host/Origin guard (DNS-rebinding protection)."""
+    ``/health``, ``/api/*`` and the Lightning address, behind FastMCP's Host/Origin guard
+    (DNS-rebinding protection) and, with payments on, the L402 402-challenge guard."""
     gates = gates or gate_service_for(service)
     diagnostics = diagnostics_service_for(service, gates)
-    mcp = build_mcp(service, gates, diagnostics)
-    register_routes(mcp, service, gates, diagnostics, settings)
+    payments = payments_for(settings) if payments == "auto" else payments
+    mcp = build_mcp(service, gates, diagnostics, payments)
+    register_routes(mcp, service, gates, diagnostics, settings, payments)
     srv = settings.server
     app = mcp.http_app(
         path=srv.path,
@@ -133,4 +145,6 @@ def build_http_app(service: BlogService, settings: Settings,
         allowed_hosts=[*srv.allowed_hosts, srv.host, f"{srv.host}:{srv.port}"] if srv.allowed_hosts else None,
         allowed_origins=srv.allowed_origins or None,
     )
+    if payments is not None:
+        return mcp, L402HTTPGuard(app, payments, srv.path, max_body=4 * 1024 * 1024)
     return mcp, app

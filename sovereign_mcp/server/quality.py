@@ -22,6 +22,9 @@ Text = Annotated[str, Field(max_length=MAX_INPUT_BYTES, description="The article
 KindArg = Annotated[Kind, Field(description="'article' or 'podcast' (a 'SPEAKER: text' script).")]
 RuleIds = Annotated[list[str] | None, Field(max_length=200, description="Only these rule ids (default: all).")]
 Scope = Annotated[str | None, Field(max_length=40, description="Only entries of this scope, e.g. 'podcast'.")]
+L402Arg = Annotated[str | None, Field(max_length=8000, description=(
+    "Paid tool: the credential 'L402 <macaroon>:<hex preimage>' after paying, for clients that cannot "
+    "send an Authorization header or request _meta."))]
 Topic = Annotated[str, Field(min_length=1, max_length=2000, description="What the piece is about.")]
 
 
@@ -48,7 +51,8 @@ def register_quality(mcp: FastMCP, gates: GateService) -> None:
     """Add the gate's tools, resource and prompts to ``mcp``."""
 
     @mcp.tool(annotations=CHECK)
-    def validate_quality(text: Text, kind: KindArg = "article", rules: RuleIds = None) -> GateReport:
+    def validate_quality(text: Text, kind: KindArg = "article", rules: RuleIds = None,
+                         l402: L402Arg = None) -> GateReport:
         """Check a generated article or podcast script against the knowledge base (deterministic).
 
         Returns the verdict (pass | pass_with_warnings | fail: any high-severity finding fails) and

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastmcp import FastMCP
 from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -24,11 +25,13 @@ from sovereign_mcp.diagnostics.engine import MAX_LOG_BYTES
 from sovereign_mcp.diagnostics.service import DiagnosticsService
 from sovereign_mcp.gate.engine import MAX_INPUT_BYTES
 from sovereign_mcp.gate.service import GateService
+from sovereign_mcp.payments.service import L402Service
 from sovereign_mcp.search import api
 from sovereign_mcp.search.api import Count, MaxChars, Offset, Query, SectionRef, Slug, Sort, Tag, TagSort
 from sovereign_mcp.search.index import ArticleNotFound
 from sovereign_mcp.search.service import BlogService
 from sovereign_mcp.server.diagnostics import Backend, Command, Env, GraphBs, Hardware, ImageTag, Log, MemFraction
+from sovereign_mcp.server.payments import authorize_http
 from sovereign_mcp.server.quality import KindArg, RuleIds, Text
 
 
@@ -119,13 +122,17 @@ async def read_arguments(request: Request, model: type[BaseModel], max_bytes: in
 
 
 def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, diagnostics: DiagnosticsService,
-                    settings: Settings) -> None:
+                    settings: Settings, payments: L402Service | None = None) -> None:
     """Attach ``/health`` and ``/api/{search,article,tags,validate,diagnose}`` to ``mcp``'s HTTP app."""
     def json_route(path: str, model: type[BaseModel], handler: Callable[[Any], BaseModel],
-                   limit: int = settings.server.max_body_bytes) -> None:
+                   limit: int = settings.server.max_body_bytes, paid_tool: str | None = None) -> None:
         async def endpoint(request: Request) -> Response:
             try:
                 args = await read_arguments(request, model, limit)
+                if paid_tool and payments is not None and payments.price(paid_tool) is not None:
+                    refused = await run_in_threadpool(authorize_http, payments, request, paid_tool)
+                    if refused is not None:
+                        return refused
                 return JSONResponse(handler(args).model_dump(mode="json"))
             except HTTPProblem as problem:
                 return problem.response()
@@ -143,7 +150,8 @@ def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, diag
                lambda a: api.get_article(service.index, a.slug, a.section, a.offset, a.max_chars))
     json_route("/api/tags", TagsRequest, lambda a: api.list_tags(service.index, a.sort))
     json_route("/api/validate", ValidateRequest, lambda a: gates.gate().check(a.text, a.kind, a.rules),
-               limit=max(settings.server.max_body_bytes, 2 * MAX_INPUT_BYTES))  # 2 MB of text, JSON-escaped
+               limit=max(settings.server.max_body_bytes, 2 * MAX_INPUT_BYTES),  # 2 MB of text, JSON-escaped
+               paid_tool="validate_quality")
     json_route("/api/diagnose", DiagnoseRequest, lambda a: diagnostics.run(**a.model_dump()),
                limit=max(settings.server.max_body_bytes, 2 * MAX_LOG_BYTES))
 

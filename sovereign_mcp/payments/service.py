@@ -1,0 +1,218 @@
+"""L402 for paid tools: issue challenges, verify credentials, meter calls.
+
+Verification follows Aperture (REFERENCE.md "L402"): decode the macaroon identifier ->
+``sha256(preimage) == payment_hash`` (constant time) -> look up the token's root key -> verify the
+signature -> check the caveats (service, capability = tool, expiry) -> spend one of the token's calls
+atomically in the store. A preimage is only revealed by paying the invoice, so a valid preimage marks
+a pending token paid without asking the backend: paid tokens keep working while the backend is down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sovereign_mcp.config import Price, Settings
+from sovereign_mcp.payments import macaroons
+from sovereign_mcp.payments.backends.base import BackendUnavailable, LightningBackend
+from sovereign_mcp.payments.headers import CredentialError, challenges, parse_credential
+from sovereign_mcp.payments.store import TokenRecord, TokenStore
+
+
+class PaymentsUnavailable(RuntimeError):
+    """The Lightning backend is down or misconfigured: no invoice can be issued right now."""
+
+
+class InvalidCredential(ValueError):
+    """A credential that does not authorise this call (message says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentChallenge:
+    """An invoice plus the macaroon that becomes valid once it is paid."""
+
+    tool: str
+    amount_sat: int
+    calls: int
+    bolt11: str
+    macaroon: str
+    payment_hash: str
+    expires_at: int
+
+    def www_authenticate(self) -> list[str]:
+        return challenges(self.macaroon, self.bolt11)
+
+    def as_content(self, reason: str = "") -> dict[str, object]:
+        """The structured ``payment_required`` payload returned in-protocol."""
+        return {
+            "payment_required": {
+                "scheme": "L402",
+                "tool": self.tool,
+                "amount_sat": self.amount_sat,
+                "calls": self.calls,
+                "invoice": self.bolt11,
+                "macaroon": self.macaroon,
+                "payment_hash": self.payment_hash,
+                "expires_at": self.expires_at,
+                "reason": reason or "this tool is paid",
+                "retry": "pay the invoice, then repeat the call with the credential "
+                         "'L402 <macaroon>:<hex preimage>' in the Authorization header, in the request "
+                         "_meta under \"l402\", or in the tool's 'l402' argument",
+            }
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A spent call: which token paid for it."""
+
+    token_id: str
+    tool: str
+
+
+def client_key(ip: str | None) -> str:
+    """The client bucket for free allowances: IPv4 masked to /24, IPv6 to /48 (as Aperture does)."""
+    if not ip:
+        return "local"
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+class L402Service:
+    """Prices from ``settings.payments``; tokens in ``store``; invoices from ``backend``."""
+
+    def __init__(self, settings: Settings, store: TokenStore, backend: LightningBackend,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = settings.payments
+        self.store = store
+        self.backend = backend
+        self.clock = clock
+
+    def price(self, tool: str) -> Price | None:
+        """The price of ``tool`` (``None`` when it is free or payments are off)."""
+        return self.config.prices.get(tool) if self.config.enabled else None
+
+    def challenge(self, tool: str, client: str = "") -> PaymentChallenge:
+        """Issue an invoice and a pending token for one purchase of ``tool``.
+
+        Raises:
+            PaymentsUnavailable: the backend could not create the invoice.
+            KeyError: ``tool`` is not paid.
+        """
+        price = self.config.prices[tool]
+        now = int(self.clock())
+        self.store.expire_pending(now)
+        memo = f"sovereign-mcp {tool}: {price.calls} call{'s' if price.calls > 1 else ''}"
+        try:
+            invoice = self.backend.create_invoice(price.sats, memo, self.config.invoice_expiry)
+        except BackendUnavailable as exc:
+            raise PaymentsUnavailable(f"payments unavailable: {exc}") from None
+        token_id = secrets.token_bytes(32)
+        root_key = secrets.token_bytes(32)
+        identifier = macaroons.Identifier(0, bytes.fromhex(invoice.payment_hash), token_id)
+        valid_until = now + price.valid_seconds
+        macaroon = macaroons.encode(macaroons.mint(root_key, identifier, [tool], valid_until, price.calls))
+        self.store.add(TokenRecord(
+            token_id=token_id.hex(), payment_hash=invoice.payment_hash, root_key=root_key, bolt11=invoice.bolt11,
+            tools=tool, price_sat=price.sats, max_calls=price.calls, state="pending", created_at=now,
+            expires_at=invoice.expires_at, valid_until=valid_until, client=client,
+        ))
+        return PaymentChallenge(tool, price.sats, price.calls, invoice.bolt11, macaroon, invoice.payment_hash,
+                                invoice.expires_at)
+
+    def verify(self, credential: str, tool: str) -> TokenRecord:
+        """Check ``credential`` for a call of ``tool`` without spending it.
+
+        Raises:
+            InvalidCredential: malformed, forged, wrong preimage, unknown, revoked, expired, wrong tool,
+                or no calls left.
+        """
+        try:
+            parsed = parse_credential(credential)
+            macaroon = macaroons.decode(parsed.macaroons[0])
+            identifier = macaroons.identifier_of(macaroon)
+        except (CredentialError, macaroons.MacaroonError) as exc:
+            raise InvalidCredential(str(exc)) from None
+        if not hmac.compare_digest(hashlib.sha256(parsed.preimage).digest(), identifier.payment_hash):
+            raise InvalidCredential("preimage does not match the payment hash")
+        token = self.store.get(identifier.token_id.hex())
+        if token is None or not hmac.compare_digest(token.payment_hash, identifier.payment_hash.hex()):
+            raise InvalidCredential("unknown token")
+        if token.state == "revoked":
+            raise InvalidCredential("token revoked")
+        try:
+            macaroons.verify(macaroon, token.root_key, tool, int(self.clock()))
+        except macaroons.MacaroonError as exc:
+            raise InvalidCredential(str(exc)) from None
+        if token.calls_used >= token.max_calls:
+            raise InvalidCredential(f"token used up ({token.max_calls} call{'s' if token.max_calls > 1 else ''})")
+        return token
+
+    def spend(self, credential: str, tool: str) -> Receipt:
+        """Verify ``credential`` and spend one call of its token (atomic across threads/processes).
+
+        Raises:
+            InvalidCredential: see :meth:`verify`; also when a concurrent call took the last call.
+        """
+        token = self.verify(credential, tool)
+        if token.state != "paid" and not self.store.mark_paid(token.token_id, int(self.clock())):
+            raise InvalidCredential("token revoked")
+        if not self.store.consume(token.token_id):
+            raise InvalidCredential(f"token used up ({token.max_calls} call{'s' if token.max_calls > 1 else ''})")
+        return Receipt(token.token_id, tool)
+
+    def refund(self, receipt: Receipt) -> None:
+        """Give the call back when the tool failed before producing a result."""
+        self.store.release(receipt.token_id)
+
+    def free_call(self, client: str) -> bool:
+        """Use one of today's free calls for this client bucket, if the allowance has any left."""
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        return self.store.take_free(client, day, self.config.free_calls_per_day)
+
+
+def make_backend(settings: Settings, store: TokenStore) -> LightningBackend:
+    """The configured backend.
+
+    Raises:
+        ValueError: the chosen backend lacks its URL or key in ``[payments]``.
+    """
+    from sovereign_mcp.payments.backends.dev import DevBackend
+    from sovereign_mcp.payments.backends.remote import CLNBackend, LNbitsBackend, LNDBackend
+
+    p = settings.payments
+
+    def need(value: object, key: str) -> None:
+        if not value:
+            raise ValueError(f"payments.backend = {p.backend!r} needs payments.{key}")
+
+    if p.backend == "lnbits":
+        need(p.lnbits_url, "lnbits_url")
+        need(p.lnbits_invoice_key, "lnbits_invoice_key")
+        return LNbitsBackend(p.lnbits_url, p.lnbits_invoice_key.get_secret_value())
+    if p.backend == "lnd":
+        need(p.lnd_url, "lnd_url")
+        need(p.lnd_macaroon, "lnd_macaroon")
+        return LNDBackend(p.lnd_url, p.lnd_macaroon.get_secret_value(),
+                          str(p.lnd_tls_cert) if p.lnd_tls_cert else None)
+    if p.backend == "cln":
+        need(p.cln_url, "cln_url")
+        need(p.cln_rune, "cln_rune")
+        return CLNBackend(p.cln_url, p.cln_rune.get_secret_value())
+    return DevBackend(store, settings.data_dir / "l402-dev-node.key")
+
+
+def open_payments(settings: Settings) -> L402Service:
+    """Store + backend + service for ``settings`` (SQLite under the data dir unless database_url)."""
+    store = TokenStore(settings.data_dir / "l402.sqlite3", settings.payments.database_url)
+    return L402Service(settings, store, make_backend(settings, store))

@@ -1,0 +1,258 @@
+"""The L402 token store: SQLite by default (WAL, survives restarts), PostgreSQL when
+``payments.database_url`` is a ``postgresql://`` URL (several server processes then share tokens).
+
+Every state change is one conditional ``UPDATE`` so concurrent calls, threads or processes cannot
+spend a token twice: :meth:`TokenStore.consume` succeeds only while ``calls_used < max_calls`` on a
+paid, unrevoked token. Times are unix seconds; amounts are sats.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+State = Literal["pending", "paid", "expired", "revoked"]
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS l402_tokens (
+        token_id TEXT PRIMARY KEY,
+        payment_hash TEXT NOT NULL UNIQUE,
+        root_key TEXT NOT NULL,
+        bolt11 TEXT NOT NULL,
+        tools TEXT NOT NULL,
+        price_sat INTEGER NOT NULL,
+        max_calls INTEGER NOT NULL,
+        calls_used INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        valid_until BIGINT NOT NULL,
+        paid_at BIGINT,
+        client TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX IF NOT EXISTS l402_tokens_state ON l402_tokens (state, expires_at)",
+    """CREATE TABLE IF NOT EXISTS l402_free_usage (
+        client TEXT NOT NULL, day TEXT NOT NULL, calls INTEGER NOT NULL, PRIMARY KEY (client, day)
+    )""",
+    """CREATE TABLE IF NOT EXISTS l402_dev_invoices (
+        payment_hash TEXT PRIMARY KEY, preimage TEXT NOT NULL, bolt11 TEXT NOT NULL,
+        amount_sat INTEGER NOT NULL, expires_at BIGINT NOT NULL, paid INTEGER NOT NULL DEFAULT 0
+    )""",
+]
+
+
+@dataclass(slots=True)
+class TokenRecord:
+    """One issued token. ``token_id`` and ``payment_hash`` are hex; ``root_key`` is 32 raw bytes."""
+
+    token_id: str
+    payment_hash: str
+    root_key: bytes
+    bolt11: str
+    tools: str
+    price_sat: int
+    max_calls: int
+    state: State
+    created_at: int
+    expires_at: int
+    valid_until: int
+    calls_used: int = 0
+    paid_at: int | None = None
+    client: str = ""
+
+
+_COLUMNS = ("token_id", "payment_hash", "root_key", "bolt11", "tools", "price_sat", "max_calls", "calls_used",
+            "state", "created_at", "expires_at", "valid_until", "paid_at", "client")
+
+
+class TokenStore:
+    """SQL token store over SQLite (``path``) or PostgreSQL (``database_url``)."""
+
+    def __init__(self, path: Path | None = None, database_url: str | None = None) -> None:
+        self.postgres = bool(database_url and database_url.startswith(("postgres://", "postgresql://")))
+        self._url = database_url
+        self._path = path
+        self._local = threading.local()
+        if not self.postgres:
+            if path is None:
+                raise ValueError("a SQLite path is needed when no PostgreSQL database_url is given")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with self._tx() as cur:
+            for statement in SCHEMA:
+                cur.execute(statement)
+
+    # -- connection handling -------------------------------------------------------------------
+    def _connect(self) -> Any:
+        if self.postgres:
+            import psycopg
+
+            return psycopg.connect(self._url, autocommit=False)
+        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        cur = conn.cursor()
+        try:
+            if not self.postgres:
+                cur.execute("BEGIN IMMEDIATE")
+            yield _Cursor(cur, self.postgres)
+            conn.commit() if self.postgres else cur.execute("COMMIT")
+        except BaseException:
+            conn.rollback() if self.postgres else cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- tokens --------------------------------------------------------------------------------
+    def add(self, token: TokenRecord) -> None:
+        values = [getattr(token, c) for c in _COLUMNS]
+        values[2] = token.root_key.hex()
+        with self._tx() as cur:
+            cur.execute(f"INSERT INTO l402_tokens ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                        values)
+
+    def get(self, token_id: str) -> TokenRecord | None:
+        with self._tx() as cur:
+            cur.execute(f"SELECT {', '.join(_COLUMNS)} FROM l402_tokens WHERE token_id = ?", [token_id])
+            row = cur.fetchone()
+        return _record(row) if row else None
+
+    def mark_paid(self, token_id: str, now: int) -> bool:
+        """Pending -> paid (idempotent); ``False`` if the token is revoked or unknown."""
+        with self._tx() as cur:
+            cur.execute("UPDATE l402_tokens SET state = 'paid', paid_at = ? WHERE token_id = ? AND state IN "
+                        "('pending', 'expired')", [now, token_id])
+            cur.execute("SELECT state FROM l402_tokens WHERE token_id = ?", [token_id])
+            row = cur.fetchone()
+        return bool(row) and row[0] == "paid"
+
+    def consume(self, token_id: str) -> bool:
+        """Spend one call of a paid token; ``False`` when none is left (atomic)."""
+        with self._tx() as cur:
+            cur.execute("UPDATE l402_tokens SET calls_used = calls_used + 1 WHERE token_id = ? AND state = 'paid' "
+                        "AND calls_used < max_calls", [token_id])
+            return cur.rowcount == 1
+
+    def release(self, token_id: str) -> None:
+        """Give back a call whose tool run failed before producing a result."""
+        with self._tx() as cur:
+            cur.execute("UPDATE l402_tokens SET calls_used = calls_used - 1 WHERE token_id = ? AND calls_used > 0",
+                        [token_id])
+
+    def revoke(self, token_id: str) -> bool:
+        with self._tx() as cur:
+            cur.execute("UPDATE l402_tokens SET state = 'revoked' WHERE token_id = ? AND state != 'revoked'",
+                        [token_id])
+            return cur.rowcount == 1
+
+    def expire_pending(self, now: int, grace: int = 3600) -> int:
+        """Mark pending tokens whose invoice expired as expired, and delete those expired for longer
+        than ``grace`` seconds. Returns the number deleted."""
+        with self._tx() as cur:
+            cur.execute("UPDATE l402_tokens SET state = 'expired' WHERE state = 'pending' AND expires_at <= ?", [now])
+            cur.execute("DELETE FROM l402_tokens WHERE state = 'expired' AND expires_at <= ?", [now - grace])
+            return max(cur.rowcount, 0)
+
+    def tokens(self, state: State | None = None, limit: int = 100) -> list[TokenRecord]:
+        query = f"SELECT {', '.join(_COLUMNS)} FROM l402_tokens"
+        params: list[Any] = []
+        if state:
+            query += " WHERE state = ?"
+            params.append(state)
+        query += " ORDER BY created_at DESC LIMIT ?"
+        params.append(limit)
+        with self._tx() as cur:
+            cur.execute(query, params)
+            return [_record(row) for row in cur.fetchall()]
+
+    def stats(self) -> dict[str, Any]:
+        """Sats earned per tool set, tokens by state, calls used."""
+        with self._tx() as cur:
+            cur.execute("SELECT tools, COUNT(*), SUM(price_sat), SUM(calls_used) FROM l402_tokens "
+                        "WHERE state IN ('paid', 'revoked') AND paid_at IS NOT NULL GROUP BY tools")
+            earned = {row[0]: {"tokens": row[1], "sats": int(row[2] or 0), "calls": int(row[3] or 0)}
+                      for row in cur.fetchall()}
+            cur.execute("SELECT state, COUNT(*) FROM l402_tokens GROUP BY state")
+            states = dict(cur.fetchall())
+            cur.execute("SELECT COUNT(*) FROM l402_tokens WHERE state = 'paid' AND calls_used < max_calls")
+            outstanding = cur.fetchone()[0]
+        return {"earned": earned, "sats_total": sum(e["sats"] for e in earned.values()), "by_state": states,
+                "outstanding": outstanding}
+
+    # -- free allowance ------------------------------------------------------------------------
+    def take_free(self, client: str, day: str, limit: int) -> bool:
+        """Count one free call for ``client`` on ``day``; ``False`` once ``limit`` is reached."""
+        if limit <= 0:
+            return False
+        with self._tx() as cur:
+            cur.execute("INSERT INTO l402_free_usage (client, day, calls) VALUES (?, ?, 0) "
+                        "ON CONFLICT (client, day) DO NOTHING", [client, day])
+            cur.execute("UPDATE l402_free_usage SET calls = calls + 1 WHERE client = ? AND day = ? AND calls < ?",
+                        [client, day, limit])
+            return cur.rowcount == 1
+
+    # -- the dev backend's invoices --------------------------------------------------------------
+    def add_dev_invoice(self, payment_hash: str, preimage: str, bolt11: str, amount_sat: int, expires_at: int) -> None:
+        with self._tx() as cur:
+            cur.execute("INSERT INTO l402_dev_invoices (payment_hash, preimage, bolt11, amount_sat, expires_at) "
+                        "VALUES (?, ?, ?, ?, ?)", [payment_hash, preimage, bolt11, amount_sat, expires_at])
+
+    def dev_invoice(self, payment_hash: str) -> tuple[str, str, int, int, bool] | None:
+        """``(preimage, bolt11, amount_sat, expires_at, paid)`` of a dev invoice."""
+        with self._tx() as cur:
+            cur.execute("SELECT preimage, bolt11, amount_sat, expires_at, paid FROM l402_dev_invoices "
+                        "WHERE payment_hash = ?", [payment_hash])
+            row = cur.fetchone()
+        return (row[0], row[1], row[2], row[3], bool(row[4])) if row else None
+
+    def settle_dev_invoice(self, payment_hash: str) -> None:
+        with self._tx() as cur:
+            cur.execute("UPDATE l402_dev_invoices SET paid = 1 WHERE payment_hash = ?", [payment_hash])
+
+
+class _Cursor:
+    """Runs ``?``-style SQL on either driver (psycopg uses ``%s``)."""
+
+    def __init__(self, cursor: Any, postgres: bool) -> None:
+        self._cursor = cursor
+        self._postgres = postgres
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        if self._postgres:
+            sql = sql.replace("?", "%s")
+        self._cursor.execute(sql, params)
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+
+def _record(row: Sequence[Any]) -> TokenRecord:
+    data = dict(zip(_COLUMNS, row, strict=True))
+    data["root_key"] = bytes.fromhex(data["root_key"])
+    return TokenRecord(**data)

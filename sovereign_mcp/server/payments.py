@@ -1,0 +1,210 @@
+"""L402 on the wire: HTTP 402 for ``/mcp`` and ``/api/*``, ``payment_required`` results in-protocol.
+
+Two ways in (REFERENCE.md "Payments over MCP"):
+
+* HTTP: a paid ``tools/call`` on ``/mcp`` (or ``POST /api/validate``) without a valid credential
+  gets ``402 Payment Required`` with ``WWW-Authenticate: L402 macaroon=..., invoice=...`` (and the
+  same with ``LSAT``); the retry carries ``Authorization: L402 <macaroon>:<preimage>``.
+* In-protocol (stdio, or clients that cannot set headers): the call returns ``isError: true`` with
+  structured ``payment_required`` content; the retry carries the credential in the request
+  ``_meta["l402"]`` or in the tool's ``l402`` argument.
+
+The credential is spent (one call of the token) once, in :class:`L402Middleware`, right before the
+tool runs; a tool that raises gets its call refunded.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastmcp.server.dependencies import get_http_headers, get_http_request
+from fastmcp.server.middleware import Middleware, MiddlewareContext
+from fastmcp.tools.base import ToolResult
+from mcp.types import TextContent
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sovereign_mcp.payments.service import (
+    InvalidCredential,
+    L402Service,
+    PaymentChallenge,
+    PaymentsUnavailable,
+    client_key,
+)
+
+FREE_FLAG = "l402_free_call"
+
+
+def credential_from(arguments: dict[str, Any] | None, meta: Any, authorization: str | None) -> str | None:
+    """The credential of a call: ``Authorization`` header, else ``_meta.l402``, else the ``l402`` argument."""
+    if authorization and authorization.strip().upper().startswith(("L402 ", "LSAT ")):
+        return authorization
+    if meta is not None:
+        extra = meta if isinstance(meta, dict) else (getattr(meta, "model_extra", None) or {})
+        value = extra.get("l402") if isinstance(extra, dict) else None
+        if isinstance(value, str):
+            return value
+    value = (arguments or {}).get("l402")
+    return value if isinstance(value, str) else None
+
+
+def payment_response(challenge: PaymentChallenge, reason: str = "") -> JSONResponse:
+    """``402`` with the challenge headers and the ``payment_required`` JSON body."""
+    response = JSONResponse(challenge.as_content(reason), status_code=402)
+    for value in challenge.www_authenticate():
+        response.headers.append("WWW-Authenticate", value)
+    return response
+
+
+def unavailable_response(exc: PaymentsUnavailable) -> JSONResponse:
+    return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "30"})
+
+
+def _client(scope_or_request: Any) -> str:
+    client = scope_or_request.client if isinstance(scope_or_request, Request) else scope_or_request.get("client")
+    host = client[0] if client else None
+    return client_key(host)
+
+
+def authorize_http(service: L402Service, request: Request, tool: str) -> Response | None:
+    """Gate a plain-HTTP call of ``tool``: ``None`` when it may run (credential spent or free call),
+    else the 402/503 response to send."""
+    credential = request.headers.get("authorization")
+    client = _client(request)
+    try:
+        if credential:
+            try:
+                service.spend(credential, tool)
+                return None
+            except InvalidCredential as exc:
+                return payment_response(service.challenge(tool, client), str(exc))
+        if service.free_call(client):
+            return None
+        return payment_response(service.challenge(tool, client))
+    except PaymentsUnavailable as exc:
+        return unavailable_response(exc)
+
+
+class L402HTTPGuard:
+    """ASGI middleware: answers 402 for paid ``tools/call`` requests on the MCP endpoint that carry
+    no credential, or one that does not verify (Aperture's behaviour: a fresh challenge)."""
+
+    def __init__(self, app: ASGIApp, service: L402Service, path: str, max_body: int) -> None:
+        self.app = app
+        self.service = service
+        self.path = path.rstrip("/")
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") != self.path:
+            await self.app(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                break
+        response = self._check(scope, body)
+        if response is not None:
+            await response(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _check(self, scope: Scope, body: bytes) -> Response | None:
+        try:
+            payload = json.loads(body or b"null")
+        except (ValueError, RecursionError):
+            return None  # let the MCP layer report the parse error
+        messages = payload if isinstance(payload, list) else [payload]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        for message in messages:
+            if not isinstance(message, dict) or message.get("method") != "tools/call":
+                continue
+            params = message.get("params") or {}
+            tool = params.get("name") if isinstance(params, dict) else None
+            if not isinstance(tool, str) or self.service.price(tool) is None:
+                continue
+            args = params.get("arguments") if isinstance(params.get("arguments"), dict) else None
+            credential = credential_from(args, params.get("_meta"), headers.get("authorization"))
+            client = _client(scope)
+            try:
+                if credential is None:
+                    if self.service.free_call(client):
+                        scope.setdefault("state", {})[FREE_FLAG] = True
+                        continue
+                    return payment_response(self.service.challenge(tool, client))
+                try:
+                    self.service.verify(credential, tool)
+                except InvalidCredential as exc:
+                    return payment_response(self.service.challenge(tool, client), str(exc))
+            except PaymentsUnavailable as exc:
+                return unavailable_response(exc)
+        return None
+
+
+def _request_meta(context: MiddlewareContext) -> Any:
+    """The request's ``_meta`` (on the params, or on FastMCP's request context)."""
+    meta = getattr(context.message, "meta", None)
+    if meta is None and context.fastmcp_context is not None:
+        request_context = context.fastmcp_context.request_context
+        meta = getattr(request_context, "meta", None) if request_context is not None else None
+    return meta
+
+
+class L402Middleware(Middleware):
+    """FastMCP middleware: spends the credential of a paid tool call, or returns ``payment_required``."""
+
+    def __init__(self, service: L402Service) -> None:
+        self.service = service
+
+    async def on_call_tool(self, context: MiddlewareContext, call_next):  # type: ignore[override]
+        params = context.message
+        tool = params.name
+        if self.service.price(tool) is None:
+            return await call_next(context)
+        headers = get_http_headers(include={"authorization"})
+        credential = credential_from(params.arguments, _request_meta(context), headers.get("authorization"))
+        client, free_granted = "local", False
+        try:
+            request = get_http_request()
+            client = _client(request)
+            free_granted = bool(request.scope.get("state", {}).get(FREE_FLAG))
+        except RuntimeError:
+            pass  # stdio: the local operator's process
+        try:
+            if credential is None:
+                if free_granted or self.service.free_call(client):
+                    return await call_next(context)
+                return self._required(self.service.challenge(tool, client))
+            try:
+                receipt = self.service.spend(credential, tool)
+            except InvalidCredential as exc:
+                return self._required(self.service.challenge(tool, client), str(exc))
+        except PaymentsUnavailable as exc:
+            return ToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+        try:
+            return await call_next(context)
+        except Exception:
+            self.service.refund(receipt)
+            raise
+
+    @staticmethod
+    def _required(challenge: PaymentChallenge, reason: str = "") -> ToolResult:
+        content = challenge.as_content(reason)
+        text = (f"Payment required: {challenge.amount_sat} sats for {challenge.calls} call(s) of "
+                f"{challenge.tool}{'; ' + reason if reason else ''}. Pay this invoice: {challenge.bolt11} then "
+                "retry with the credential 'L402 <macaroon>:<preimage>' (macaroon in structured content).")
+        return ToolResult(content=[TextContent(type="text", text=text)], structured_content=content, is_error=True)
