@@ -137,6 +137,7 @@ class PaymentsSettings(_Section):
     cln_url: str | None = None
     cln_rune: SecretStr | None = None
     lightning_address_name: str = Field("tips", pattern=r"^[a-z0-9._-]{1,64}$")
+    public_url: str | None = Field(None, description="Public base URL for LNURL callbacks (default: the request's).")
     lnurl_min_sat: int = Field(1, ge=1)
     lnurl_max_sat: int = Field(1_000_000, ge=1)
 

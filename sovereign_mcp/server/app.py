@@ -37,7 +37,7 @@ from sovereign_mcp.search.api import (
 from sovereign_mcp.search.index import ArticleNotFound
 from sovereign_mcp.search.service import BlogService
 from sovereign_mcp.server.diagnostics import register_diagnostics
-from sovereign_mcp.server.payments import L402HTTPGuard, L402Middleware
+from sovereign_mcp.server.payments import L402HTTPGuard, L402Middleware, register_lnurl
 from sovereign_mcp.server.quality import register_quality
 from sovereign_mcp.server.routes import register_routes
 
@@ -136,6 +136,8 @@ def build_http_app(service: BlogService, settings: Settings, gates: GateService 
     payments = payments_for(settings) if payments == "auto" else payments
     mcp = build_mcp(service, gates, diagnostics, payments)
     register_routes(mcp, service, gates, diagnostics, settings, payments)
+    if payments is not None:
+        register_lnurl(mcp, payments, settings.payments.public_url)
     srv = settings.server
     app = mcp.http_app(
         path=srv.path,

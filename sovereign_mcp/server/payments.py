@@ -15,17 +15,21 @@ tool runs; a tool that raises gets its call refunded.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
+from fastmcp import FastMCP
 from fastmcp.server.dependencies import get_http_headers, get_http_request
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 from fastmcp.tools.base import ToolResult
 from mcp.types import TextContent
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sovereign_mcp.payments.backends.base import BackendUnavailable
 from sovereign_mcp.payments.service import (
     InvalidCredential,
     L402Service,
@@ -208,3 +212,66 @@ class L402Middleware(Middleware):
                 f"{challenge.tool}{'; ' + reason if reason else ''}. Pay this invoice: {challenge.bolt11} then "
                 "retry with the credential 'L402 <macaroon>:<preimage>' (macaroon in structured content).")
         return ToolResult(content=[TextContent(type="text", text=text)], structured_content=content, is_error=True)
+
+
+LNURL_COMMENT_CHARS = 280
+
+
+def lnurl_metadata(name: str, host: str) -> str:
+    """The LUD-06 metadata string; identical in both LNURL-pay steps, since the invoice's
+    description hash is its SHA-256."""
+    return json.dumps([["text/plain", f"Value for value to {host}"], ["text/identifier", f"{name}@{host}"]])
+
+
+def register_lnurl(mcp: FastMCP, service: L402Service, public_url: str | None) -> None:
+    """A Lightning Address for value-for-value tips (LUD-06 payRequest, LUD-12 comments, LUD-16):
+    ``GET /.well-known/lnurlp/{name}`` and its callback ``GET /lnurlp/{name}/callback?amount=<msat>``."""
+    from lnurl import LnurlErrorResponse, LnurlPayActionResponse, LnurlPayMetadata, LnurlPayResponse
+
+    config = service.config
+
+    def base(request: Request) -> str:
+        return (public_url or str(request.base_url)).rstrip("/")
+
+    def error(reason: str, status: int = 400) -> JSONResponse:
+        return JSONResponse(LnurlErrorResponse(reason=reason).model_dump(mode="json"), status_code=status)
+
+    @mcp.custom_route("/.well-known/lnurlp/{name}", methods=["GET"])
+    async def pay_request(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name != config.lightning_address_name:
+            return error(f"unknown Lightning address {name!r}", 404)
+        host = request.url.hostname if public_url is None else public_url.split("://", 1)[-1].split("/")[0]
+        response = LnurlPayResponse(
+            callback=f"{base(request)}/lnurlp/{name}/callback",
+            minSendable=config.lnurl_min_sat * 1000,
+            maxSendable=config.lnurl_max_sat * 1000,
+            metadata=LnurlPayMetadata(lnurl_metadata(name, host or "localhost")),
+            commentAllowed=LNURL_COMMENT_CHARS,
+        )
+        return JSONResponse(response.model_dump(mode="json", exclude_none=True))
+
+    @mcp.custom_route("/lnurlp/{name}/callback", methods=["GET"])
+    async def pay_callback(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name != config.lightning_address_name:
+            return error(f"unknown Lightning address {name!r}", 404)
+        amount = request.query_params.get("amount", "")
+        if not amount.isdigit():
+            return error("amount (millisatoshis) is required")
+        msat = int(amount)
+        if msat % 1000 or not config.lnurl_min_sat * 1000 <= msat <= config.lnurl_max_sat * 1000:
+            return error(f"amount must be whole sats between {config.lnurl_min_sat} and {config.lnurl_max_sat}")
+        comment = request.query_params.get("comment", "")
+        if len(comment) > LNURL_COMMENT_CHARS:
+            return error(f"comment longer than {LNURL_COMMENT_CHARS} characters")
+        host = request.url.hostname if public_url is None else public_url.split("://", 1)[-1].split("/")[0]
+        metadata = lnurl_metadata(name, host or "localhost")
+        try:
+            invoice = await run_in_threadpool(
+                service.backend.create_invoice, msat // 1000, comment or f"tip to {name}",
+                config.invoice_expiry, hashlib.sha256(metadata.encode()).digest())
+        except BackendUnavailable as exc:
+            return error(f"payments unavailable: {exc}", 503)
+        return JSONResponse(LnurlPayActionResponse(pr=invoice.bolt11, routes=[]).model_dump(mode="json",
+                                                                                             exclude_none=True))
