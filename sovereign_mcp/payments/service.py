@@ -13,7 +13,9 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,6 +99,8 @@ class L402Service:
         self.store = store
         self.backend = backend
         self.clock = clock
+        self._lock = threading.Lock()
+        self._verified: OrderedDict[tuple[str, str], tuple[str, int | None]] = OrderedDict()
 
     def price(self, tool: str) -> Price | None:
         """The price of ``tool`` (``None`` when it is free or payments are off)."""
@@ -133,10 +137,43 @@ class L402Service:
     def verify(self, credential: str, tool: str) -> TokenRecord:
         """Check ``credential`` for a call of ``tool`` without spending it.
 
+        The cryptographic part (preimage, signature, caveats other than time) gives the same answer for
+        the same bytes, so it is remembered per ``(credential, tool)`` (LRU, 10,000 entries); the
+        token's state, call count and expiry are read fresh on every call.
+
         Raises:
             InvalidCredential: malformed, forged, wrong preimage, unknown, revoked, expired, wrong tool,
                 or no calls left.
         """
+        key = (credential, tool)
+        with self._lock:
+            cached = self._verified.get(key)
+            if cached is not None:
+                self._verified.move_to_end(key)
+        if cached is not None:
+            token_id, valid_until = cached
+            token = self.store.get(token_id)
+            if token is None:
+                raise InvalidCredential("unknown token")
+            if valid_until is not None and int(self.clock()) >= valid_until:
+                raise InvalidCredential("token expired")
+            return self._usable(token)
+        token, limits = self._verify_crypto(credential, tool)
+        with self._lock:
+            self._verified[key] = (token.token_id, limits.valid_until)
+            if len(self._verified) > 10_000:
+                self._verified.popitem(last=False)
+        return self._usable(token)
+
+    @staticmethod
+    def _usable(token: TokenRecord) -> TokenRecord:
+        if token.state == "revoked":
+            raise InvalidCredential("token revoked")
+        if token.calls_used >= token.max_calls:
+            raise InvalidCredential(f"token used up ({token.max_calls} call{'s' if token.max_calls > 1 else ''})")
+        return token
+
+    def _verify_crypto(self, credential: str, tool: str) -> tuple[TokenRecord, macaroons.Limits]:
         try:
             parsed = parse_credential(credential)
             macaroon = macaroons.decode(parsed.macaroons[0])
@@ -148,15 +185,11 @@ class L402Service:
         token = self.store.get(identifier.token_id.hex())
         if token is None or not hmac.compare_digest(token.payment_hash, identifier.payment_hash.hex()):
             raise InvalidCredential("unknown token")
-        if token.state == "revoked":
-            raise InvalidCredential("token revoked")
         try:
-            macaroons.verify(macaroon, token.root_key, tool, int(self.clock()))
+            limits = macaroons.verify(macaroon, token.root_key, tool, int(self.clock()))
         except macaroons.MacaroonError as exc:
             raise InvalidCredential(str(exc)) from None
-        if token.calls_used >= token.max_calls:
-            raise InvalidCredential(f"token used up ({token.max_calls} call{'s' if token.max_calls > 1 else ''})")
-        return token
+        return token, limits
 
     def spend(self, credential: str, tool: str) -> Receipt:
         """Verify ``credential`` and spend one call of its token (atomic across threads/processes).

@@ -99,14 +99,16 @@ class TokenStore:
         return conn
 
     @contextmanager
-    def _tx(self) -> Iterator[Any]:
+    def _tx(self, write: bool = True) -> Iterator[Any]:
+        """A transaction; SQLite writers take the write lock up front (``BEGIN IMMEDIATE``) so two
+        writers never deadlock upgrading a read lock; readers use a plain deferred transaction."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._connect()
         cur = conn.cursor()
         try:
             if not self.postgres:
-                cur.execute("BEGIN IMMEDIATE")
+                cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield _Cursor(cur, self.postgres)
             conn.commit() if self.postgres else cur.execute("COMMIT")
         except BaseException:
@@ -131,7 +133,7 @@ class TokenStore:
                         values)
 
     def get(self, token_id: str) -> TokenRecord | None:
-        with self._tx() as cur:
+        with self._tx(write=False) as cur:
             cur.execute(f"SELECT {', '.join(_COLUMNS)} FROM l402_tokens WHERE token_id = ?", [token_id])
             row = cur.fetchone()
         return _record(row) if row else None
