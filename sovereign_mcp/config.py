@@ -3,7 +3,7 @@
 The TOML file is the one given with ``--config PATH``, else ``./sovereign-mcp.toml``, else
 ``<user config dir>/sovereign-mcp/config.toml`` (platformdirs). Sections map to the nested models
 below (``[server]``, ``[corpus]``, ``[search]``, ``[kb]``, ``[diagnostics]``,
-``[payments]``); environment variables
+``[payments]``, ``[inference]``); environment variables
 use ``__`` between levels, e.g. ``SOVEREIGN_MCP_SERVER__PORT=8003`` or ``SOVEREIGN_MCP_CORPUS__BASE_URL=https://blog.example``.
 """
 
@@ -23,6 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from sovereign_mcp.inference.config import InferenceSettings
 from sovereign_mcp.paths import default_corpus_dir, default_kb_dir
 
 APP_NAME = "sovereign-mcp"
@@ -160,6 +161,7 @@ class Settings(BaseSettings):
     kb: KBSettings = Field(default_factory=KBSettings)
     diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
     payments: PaymentsSettings = Field(default_factory=PaymentsSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
 
     @classmethod
     def settings_customise_sources(
