@@ -271,7 +271,14 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             raise ConfigError("--probe needs a URL or diagnostics.sglang_url in the config")
     if not (log or args.cmd or args.env or probe_url):
         raise ConfigError("nothing to diagnose: give --log, --cmd, --env or --probe")
-    service = DiagnosticsService(settings, load_kb(settings.kb.paths))
+    from sovereign_mcp.search.store import open_index
+
+    try:
+        index, _ = open_index(settings)
+        urls = {a.slug: a.url for a in index.articles}
+    except FileNotFoundError:
+        urls = {}
+    service = DiagnosticsService(settings, load_kb(settings.kb.paths), urls.get)
     try:
         report = service.run(error_log=log, launch_command=args.cmd, env="\n".join(args.env or []) or None,
                              hardware=args.hardware, probe_url=probe_url)

@@ -2,9 +2,9 @@
 
 A rule fires when one of its ``log`` regexes matches the pasted log (case-insensitive, the first
 matching line is quoted), or when all its ``flags`` / ``env`` conditions hold for the launch
-command, or when its ``image`` regex matches the container image; flag, env and image rules with a
-``hardware`` list apply only when the hardware text names one of them (default hardware comes from
-config: the GB10). Findings are ranked by severity, then by position (log line, flag order).
+command, or when its ``image`` regex matches the container image; a rule with a ``hardware`` list
+applies only when the hardware text names one of them (default hardware comes from config: the GB10).
+Findings are ranked by severity, then by position (log line, flag order).
 
 Verdict: ``invalid`` with any high finding, ``valid_with_warnings`` with others, ``valid`` when
 a launch command or probe was checked and nothing fired, ``unknown`` when there was nothing to check
@@ -28,6 +28,7 @@ from sovereign_mcp.kb.models import BaselineData, DiagnosisData, EnvCondition, F
 MAX_LOG_BYTES = 1024 * 1024
 Verdict = Literal["valid", "valid_with_warnings", "invalid", "unknown"]
 _RANK = {"high": 0, "medium": 1, "low": 2}
+TRUTHY = {"1", "true", "yes", "y"}  # SGLang's EnvBool (python/sglang/srt/environ.py)
 
 
 class DiagnosisFinding(BaseModel):
@@ -91,8 +92,9 @@ def _regex(pattern: str) -> re.Pattern[str]:
 
 
 def _flag_holds(cond: FlagCondition, flags: dict[str, str | None]) -> bool:
-    present = cond.flag in flags
-    value = flags.get(cond.flag)
+    name = next((f for f in (cond.flag, *cond.aliases) if f in flags), cond.flag)
+    present = name in flags
+    value = flags.get(name)
     if cond.present is not None and present != cond.present:
         return False
     if cond.equals is not None and (value is None or value.strip().lower() != cond.equals.lower()):
@@ -114,6 +116,8 @@ def _env_holds(cond: EnvCondition, env: dict[str, str]) -> bool:
     if cond.missing is not None and (value is None) != cond.missing:
         return False
     if cond.equals is not None and value != cond.equals:
+        return False
+    if cond.truthy is not None and (value is not None and value.strip().lower() in TRUTHY) != cond.truthy:
         return False
     return not (cond.not_equals is not None and value == cond.not_equals)
 
@@ -165,13 +169,15 @@ class Diagnoser:
         findings: list[tuple[tuple[int, int], DiagnosisFinding]] = []
         for order, rule in enumerate(self.rules):
             data: DiagnosisData = rule.data
+            if not _hardware_matches(data.hardware, hw):
+                continue
             hit = self._log_hit(data, error_log) if error_log else None
             if hit is not None:
                 line_no, line = hit
                 finding = self._finding(rule, f"line {line_no}: {line}", line_no)
                 findings.append(((_RANK[rule.severity], line_no), finding))
                 continue
-            if not checked_setup or not _hardware_matches(data.hardware, hw):
+            if not checked_setup:
                 continue
             evidence = self._setup_hit(data, flags, environment, image)
             if evidence:
@@ -224,8 +230,10 @@ class Diagnoser:
             return None
         if not all(_flag_holds(c, flags) for c in data.flags) or not all(_env_holds(c, env) for c in data.env):
             return None
-        parts = [f"{c.flag} {flags.get(c.flag) or ''}".strip() if c.flag in flags else f"no {c.flag}"
-                 for c in data.flags]
+        parts = []
+        for c in data.flags:
+            name = next((f for f in (c.flag, *c.aliases) if f in flags), None)
+            parts.append(f"{name} {flags.get(name) or ''}".strip() if name else f"no {c.flag}")
         parts += [f"{c.name}={env[c.name]}" if c.name in env else f"{c.name} not set" for c in data.env]
         return ", ".join(parts)
 

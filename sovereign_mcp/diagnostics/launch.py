@@ -19,6 +19,7 @@ import shlex
 from dataclasses import dataclass, field
 
 _ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_UNIT_DIRECTIVE = re.compile(r"^[A-Z][A-Za-z]*=")  # systemd "Key=value" (systemd.syntax(7))
 # docker run options that take no value (docs.docker.com/reference/cli/docker/container/run/)
 DOCKER_BOOLEAN = {"--rm", "-d", "--detach", "-i", "--interactive", "-t", "--tty", "-it", "-ti", "--privileged",
                   "--init", "--read-only", "--no-healthcheck", "-P", "--publish-all", "--oom-kill-disable"}
@@ -113,15 +114,18 @@ def parse_launch(text: str) -> LaunchSpec:
     spec = LaunchSpec()
     joined = re.sub(r"\\\r?\n", " ", text)
     command_lines = []
-    for raw in joined.splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", "[")):
+    lines = [raw.strip() for raw in joined.splitlines()]
+    unit = any(line.startswith("ExecStart=") for line in lines)
+    for line in lines:
+        if not line or line.startswith(("#", ";", "[")):
             continue
         if line.startswith("Environment=") or line.startswith("export "):
             spec.env.update(parse_env_lines(line))
         elif line.startswith("ExecStart="):
             command_lines.append(line[len("ExecStart="):].lstrip("-@+!:"))
-        elif "=" in line.split(" ", 1)[0] and not line.startswith("-") and " " not in line.strip():
+        elif unit and _UNIT_DIRECTIVE.match(line):
+            continue  # other unit directives (Description=, ExecStopPost=, Restart=...) are not the command
+        elif "=" in line.split(" ", 1)[0] and not line.startswith("-") and " " not in line:
             spec.env.update(parse_env_lines(line))
         else:
             command_lines.append(line)

@@ -120,7 +120,10 @@ class GuidanceData(_Data):
 
 
 class FlagCondition(_Data):
+    """A launch-flag test; ``aliases`` are other spellings of the same flag (SGLang accepts several)."""
+
     flag: str = Field(pattern=r"^--[a-z0-9-]+$")
+    aliases: list[Annotated[str, Field(pattern=r"^--[a-z0-9-]+$")]] = Field(default_factory=list)
     equals: str | None = None
     present: bool | None = None
     gt: float | None = None
@@ -128,10 +131,14 @@ class FlagCondition(_Data):
 
 
 class EnvCondition(_Data):
+    """An environment test. ``truthy`` compares the value read as a boolean the way SGLang's EnvBool
+    does (``1``, ``true``, ``yes``, ``y``, case-insensitive, are true; unset is false)."""
+
     name: str
     equals: str | None = None
     not_equals: str | None = None
     missing: bool | None = None
+    truthy: bool | None = None
 
 
 class DiagnosisData(_Data):
