@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time
@@ -26,7 +27,7 @@ import yaml
 from frontmatter.default_handlers import BaseHandler, YAMLHandler
 
 from sovereign_mcp.corpus.models import Article, Corpus, CorpusWarning
-from sovereign_mcp.corpus.passages import heading_slug, split_article
+from sovereign_mcp.corpus.passages import heading_slug, split_article_compact
 
 log = logging.getLogger(__name__)
 
@@ -166,13 +167,18 @@ def _date_for(meta: dict[str, Any], rel: Path, path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
 
 
-def _json_safe(value: Any) -> Any:
+def _json_safe(value: Any, in_list: bool = False) -> Any:
+    """``value`` with dates as ISO strings and other non-JSON values as strings. Keys and short
+    strings in lists (tags, categories...) repeat across articles, so they are interned to keep one
+    copy of each in memory and in the index cache."""
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {sys.intern(str(k)): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [_json_safe(v, in_list=True) for v in value]
+    if type(value) is str and in_list and len(value) <= 100:
+        return sys.intern(value)
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
@@ -194,7 +200,7 @@ def load_article(
     if meta.get("draft") is True or meta.get("published") is False:
         return None
     rel = path.relative_to(root)
-    h1_title, sections, passages = split_article(body, min_passage_chars)
+    h1_title, sections, passages = split_article_compact(body, min_passage_chars)
     title = str(_first(meta, "title") or h1_title or rel.stem.replace("-", " ").replace("_", " "))
     slug = _slug_for(meta, rel)
     tags = list(dict.fromkeys(_as_list(meta.get("tags")) + _as_list(meta.get("categories"))))
@@ -206,11 +212,11 @@ def load_article(
         title=title.strip(),
         date=_date_for(meta, rel, path),
         url=_public_url(meta, slug, base_url),
-        tags=tuple(tags),
+        tags=tuple(sys.intern(t) for t in tags),
         description=str(_first(meta, "description", "summary", "excerpt") or "").strip(),
         body=body,
         source=rel.as_posix(),
-        root=str(root),
+        root=sys.intern(str(root)),
         front_matter=_json_safe(meta),
         sections=sections,
         passages=passages,

@@ -8,25 +8,16 @@ letter, digit, space, ``-`` or ``_``, turn spaces into ``-``; a repeated anchor 
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from sovereign_mcp.corpus.models import Passage, Section
+from sovereign_mcp.corpus.models import Passage, PassageTable, Section, SectionTable, heading_slug
 
 _MD = MarkdownIt("commonmark").enable("table")
 _PROSE = {"paragraph_open", "bullet_list_open", "ordered_list_open", "blockquote_open", "table_open"}
-_ANCHOR_DROP = re.compile(r"[^\w\- ]", re.UNICODE)
-
-
-def heading_slug(text: str) -> str:
-    """GitHub/Hugo heading slug of ``text`` (no de-duplication): ``"Why 60 s?"`` -> ``"why-60-s"``."""
-    text = unicodedata.normalize("NFKC", text).strip().lower()
-    return _ANCHOR_DROP.sub("", text).replace(" ", "-")
 
 
 class AnchorRegistry:
@@ -90,27 +81,42 @@ def split_article(body: str, min_chars: int = 200) -> tuple[str | None, list[Sec
     opens the body (the usual title of notes without front matter; it is not part of any heading
     path), ``sections`` every heading with its character span in ``body``, and ``passages`` the
     prose grouped per heading, where a passage shorter than ``min_chars`` characters of plain text is
-    merged with its neighbour under the same heading.
+    merged with its neighbour under the same heading. :func:`split_article_compact` gives the same
+    as compact tables.
     """
+    h1_title, sections, passages = split_article_compact(body, min_chars)
+    return h1_title, list(sections), list(passages)
+
+
+def split_article_compact(body: str, min_chars: int = 200) -> tuple[str | None, SectionTable, PassageTable]:
+    """:func:`split_article` with the sections and passages as compact tables over ``body``."""
     lines = body.split("\n")  # markdown-it counts lines by "\n" only (not str.splitlines' U+2028 etc.)
     offsets = [0]
     for line in lines:
         offsets.append(offsets[-1] + len(line) + 1)
 
+    def span(first: int, last: int) -> tuple[int, int]:
+        """The stripped span of source lines ``[first, last)`` in ``body``."""
+        start = offsets[min(first, len(lines))]
+        end = max(start, offsets[min(last, len(lines))] - 1)
+        chunk = body[start:end]
+        start += len(chunk) - len(chunk.lstrip())
+        return start, start + len(chunk.strip())
+
     anchors = AnchorRegistry()
     h1_title: str | None = None
     sections: list[Section] = []
-    stack: list[tuple[int, str, str]] = []  # (level, text, anchor)
-    passages: list[Passage] = []
+    # Per passage: [section index (-1 before the first heading), flat block spans, plain text].
+    passages: list[list] = []
     section_start = 0  # index in passages where the current heading's passages begin
     seen_content = False
 
     def close_section() -> None:
-        if len(passages) - section_start >= 2 and len(passages[-1].index_text) < min_chars:
+        if len(passages) - section_start >= 2 and len(passages[-1][2]) < min_chars:
             tail = passages.pop()
             prev = passages[-1]
-            prev.text += "\n\n" + tail.text
-            prev.index_text += " " + tail.index_text
+            prev[1] += tail[1]
+            prev[2] += " " + tail[2]
 
     for block in _blocks(body):
         if block.kind == "heading_open":
@@ -122,9 +128,6 @@ def split_article(body: str, min_chars: int = 200) -> tuple[str | None, list[Sec
             close_section()
             section_start = len(passages)
             anchor = anchors.unique(text)
-            while stack and stack[-1][0] >= level:
-                stack.pop()
-            stack.append((level, text, anchor))
             sections.append(Section(level, text, anchor, offsets[block.first_line], len(body)))
             seen_content = True
             continue
@@ -134,18 +137,17 @@ def split_article(body: str, min_chars: int = 200) -> tuple[str | None, list[Sec
         plain = " ".join(t.strip() for t in block.text if t.strip())
         if not plain:
             continue
-        source = "\n".join(lines[block.first_line : block.last_line]).strip()
-        path = tuple(text for _, text, _ in stack)
-        anchor = stack[-1][2] if stack else ""
+        source = span(block.first_line, block.last_line)
         last = passages[-1] if len(passages) > section_start else None
-        if last is not None and len(last.index_text) < min_chars:
-            last.text += "\n\n" + source
-            last.index_text += " " + plain
+        if last is not None and len(last[2]) < min_chars:
+            last[1] += source
+            last[2] += " " + plain
         else:
-            passages.append(Passage(path, anchor, source, plain))
+            passages.append([len(sections) - 1, list(source), plain])
     close_section()
     _close_spans(sections)
-    return h1_title, sections, passages
+    table = SectionTable(sections)
+    return h1_title, table, PassageTable(body, table, passages)
 
 
 def _close_spans(sections: list[Section]) -> None:

@@ -8,17 +8,18 @@ Counts come from scikit-learn's ``CountVectorizer``; document frequencies and th
   Probabilistic Relevance Framework: BM25 and Beyond", 2009, eq. 3.5 / 3.3).
 * ``tfidf``: scikit-learn's ``TfidfTransformer(sublinear_tf=True)`` with L2-normalised rows.
 
-The matrix is stored column-major (CSC) so a query reads only the postings of its own terms.
+The matrix is kept column-major (the three CSC arrays, as plain NumPy arrays) so a query reads only
+the postings of its own terms. scikit-learn and SciPy are imported only to build it, so serving a
+cached index never loads them.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from scipy import sparse
-from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 
 Weighting = Literal["bm25", "tfidf"]
 
@@ -28,14 +29,35 @@ def _identity(tokens: list[str]) -> list[str]:
 
 
 class FieldIndex:
-    """Weights of ``n_units`` documents (rows) over this field's vocabulary (columns)."""
+    """Weights of ``n_units`` documents (rows) over this field's vocabulary (columns).
 
-    __slots__ = ("n_units", "vocabulary", "weights")
+    Column ``c`` (term) holds the units ``indices[indptr[c]:indptr[c + 1]]`` (ascending) and, at the
+    same positions, ``data``: the term weights (``tfidf``) or, for ``bm25``, the term counts
+    (1 or 2 bytes each instead of a 4-byte weight), turned into weights when a query reads the
+    column, with the same float32 arithmetic as at build time (so the scores are identical).
+    """
 
-    def __init__(self, vocabulary: dict[str, int], weights: sparse.csc_matrix, n_units: int) -> None:
+    __slots__ = ("data", "idf", "indices", "indptr", "k1", "n_units", "norm", "vocabulary")
+
+    def __init__(self, vocabulary: dict[str, int], indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
+                 n_units: int, idf: np.ndarray | None = None, norm: np.ndarray | None = None,
+                 k1: float = 1.2) -> None:
         self.vocabulary = vocabulary
-        self.weights = weights
+        self.indptr = indptr
+        self.indices = indices
+        self.data = data
         self.n_units = n_units
+        self.idf = idf  # bm25: per term; None when ``data`` holds the weights
+        self.norm = norm  # bm25: ``k1 * (1 - b + b * length / avg_length)`` per unit
+        self.k1 = k1
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.vocabulary, self.indptr, self.indices, self.data, self.n_units, self.idf, self.norm,
+                self.k1)
+
+    def __setstate__(self, state: tuple) -> None:
+        (self.vocabulary, self.indptr, self.indices, self.data, self.n_units, self.idf, self.norm,
+         self.k1) = state
 
     @classmethod
     def build(
@@ -43,34 +65,51 @@ class FieldIndex:
     ) -> FieldIndex:
         """Fit on ``docs`` (already analysed token lists, one per unit)."""
         if not any(docs):
-            return cls({}, sparse.csc_matrix((len(docs), 0), dtype=np.float32), len(docs))
+            empty = np.zeros(0, dtype=np.int32)
+            return cls({}, np.zeros(1, dtype=np.int32), empty, empty.astype(np.float32), len(docs))
+        from scipy import sparse
+        from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
+
         counts = CountVectorizer(analyzer=_identity, dtype=np.float32)
         tf = counts.fit_transform(docs).tocsr()
+        # Terms are interned: the fields share one copy of each (in memory and in the cache file).
+        vocabulary = {sys.intern(str(t)): int(i) for t, i in counts.vocabulary_.items()}
+        idf = norm = None
         if weighting == "tfidf":
-            weights = TfidfTransformer(sublinear_tf=True).fit_transform(tf)
+            csc = sparse.csc_matrix(TfidfTransformer(sublinear_tf=True).fit_transform(tf), dtype=np.float32)
+            csc.sort_indices()
+            data = csc.data.astype(np.float32, copy=False)
         else:
             n = tf.shape[0]
             df = np.bincount(tf.indices, minlength=tf.shape[1]).astype(np.float32)
             idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
             lengths = np.asarray(tf.sum(axis=1)).ravel()
             avg = float(lengths.mean()) or 1.0
-            norm = k1 * (1.0 - b + b * lengths / avg)
-            rows = np.repeat(np.arange(n), np.diff(tf.indptr))
-            data = idf[tf.indices] * tf.data * (k1 + 1.0) / (tf.data + norm[rows])
-            weights = sparse.csr_matrix((data.astype(np.float32), tf.indices, tf.indptr), shape=tf.shape)
-        csc = sparse.csc_matrix(weights, dtype=np.float32)
-        csc.indices = csc.indices.astype(np.int32, copy=False)
-        csc.indptr = csc.indptr.astype(np.int32, copy=False)
-        return cls({str(t): int(i) for t, i in counts.vocabulary_.items()}, csc, len(docs))
+            norm = (k1 * (1.0 - b + b * lengths / avg)).astype(np.float32)
+            csc = tf.tocsc()
+            csc.sort_indices()
+            top = float(csc.data.max()) if csc.nnz else 0.0
+            data = csc.data.astype(np.uint8 if top <= 255 else np.uint16 if top <= 65535 else np.float32)
+        return cls(vocabulary, csc.indptr.astype(np.int32), csc.indices.astype(np.int32), data, len(docs),
+                   idf, norm, k1)
+
+    def column(self, col: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(units, weights)`` of term column ``col``."""
+        lo, hi = self.indptr[col], self.indptr[col + 1]
+        units = self.indices[lo:hi]
+        if self.idf is None:
+            return units, self.data[lo:hi]
+        tf = self.data[lo:hi].astype(np.float32)
+        # BM25 term weight, evaluated exactly as the weight matrix used to be built.
+        return units, self.idf[col] * tf * (self.k1 + 1.0) / (tf + self.norm[units])
 
     def accumulate(self, scores: np.ndarray, terms: dict[str, float], boost: float = 1.0) -> None:
         """Add ``boost * query_weight * w(term, unit)`` into ``scores`` (length ``n_units``)."""
         if boost == 0.0:
             return
-        w = self.weights
         for term, qweight in terms.items():
             col = self.vocabulary.get(term)
             if col is None:
                 continue
-            lo, hi = w.indptr[col], w.indptr[col + 1]
-            scores[w.indices[lo:hi]] += (boost * qweight) * w.data[lo:hi]
+            units, weights = self.column(col)
+            scores[units] += (boost * qweight) * weights

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -17,7 +18,7 @@ from typing import Literal
 import numpy as np
 
 from sovereign_mcp.config import SearchSettings
-from sovereign_mcp.corpus.models import Article, Corpus, Passage
+from sovereign_mcp.corpus.models import Article, Corpus, Passage, PassageTable
 from sovereign_mcp.search.analyzer import Analyzer
 from sovereign_mcp.search.fields import FieldIndex
 
@@ -55,11 +56,10 @@ class SearchIndex:
         articles = corpus.articles
         for article in articles:
             if not article.passages:  # code-only or empty body: cite the description / title
-                article.passages.append(Passage((), "", article.description, article.title))
+                article.passages = [Passage((), "", article.description, article.title)]
         counts = np.fromiter((len(a.passages) for a in articles), dtype=np.int64, count=len(articles))
         self.starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
         self.passage_article = np.repeat(np.arange(len(articles), dtype=np.int32), counts)
-        self.passages: list[Passage] = [p for a in articles for p in a.passages]
         self.dates = np.array([a.date.timestamp() for a in articles], dtype=np.float64)
         self.by_slug = {a.slug: i for i, a in enumerate(articles)}
         self.by_tag: dict[str, np.ndarray] = {}
@@ -71,13 +71,27 @@ class SearchIndex:
 
         s, analyze = settings, self.analyzer
         build = lambda docs: FieldIndex.build(docs, s.weighting, s.k1, s.b)  # noqa: E731
-        self.body = build([analyze(p.index_text) for p in self.passages])
-        self.headings = build([analyze(" ".join(p.heading_path)) for p in self.passages])
+        body_docs, heading_docs = [], []
+        for passage in (p for a in articles for p in a.passages):
+            body_docs.append(analyze(passage.index_text))
+            heading_docs.append(analyze(" ".join(passage.heading_path)))
+        self.body = build(body_docs)
+        self.headings = build(heading_docs)
+        del body_docs, heading_docs
         self.title = build([analyze(a.title) for a in articles])
         self.tags = build([analyze(" ".join(a.tags)) for a in articles])
         self.description = build([analyze(a.description) for a in articles])
-        for passage in self.passages:
-            passage.index_text = ""
+        for article in articles:  # the plain text was only needed to build the fields
+            if isinstance(article.passages, PassageTable):
+                article.passages.drop_index_texts()
+            else:
+                for passage in article.passages:
+                    passage.index_text = ""
+
+    @property
+    def passages(self) -> Sequence[Passage]:
+        """Every passage of every article, in article order (built on access)."""
+        return _AllPassages(self.corpus.articles, self.starts, len(self.passage_article))
 
     @property
     def articles(self) -> list[Article]:
@@ -116,19 +130,18 @@ class SearchIndex:
         if not query.strip():
             ids = allowed if allowed is not None else np.arange(len(self.articles))
             order = ids[np.argsort(-self.dates[ids], kind="stable")][:n]
-            return [Hit(self.articles[i], self.passages[self.starts[i]], 0.0) for i in order]
+            return [Hit(self.articles[i], self.articles[i].passages[0], 0.0) for i in order]
         if not terms:
             return []
         s = self.settings
-        passage_scores = np.zeros(len(self.passages), dtype=np.float32)
+        passage_scores = np.zeros(len(self.passage_article), dtype=np.float32)
         self.body.accumulate(passage_scores, terms)
         self.headings.accumulate(passage_scores, terms, s.boost_headings)
         article_scores = np.zeros(len(self.articles), dtype=np.float32)
         self.title.accumulate(article_scores, terms, s.boost_title)
         self.tags.accumulate(article_scores, terms, s.boost_tags)
         self.description.accumulate(article_scores, terms, s.boost_description)
-        total = passage_scores + article_scores[self.passage_article]
-        best = np.maximum.reduceat(total, self.starts) if len(self.starts) else total[:0]
+        best = self._best(passage_scores, article_scores)
         candidates = allowed[best[allowed] > 0] if allowed is not None else np.flatnonzero(best > 0)
         if sort == "date_desc":
             order = candidates[np.argsort(-self.dates[candidates], kind="stable")][:n]
@@ -138,11 +151,27 @@ class SearchIndex:
             order = candidates[np.lexsort((candidates, -best[candidates]))]
         hits = []
         for i in order:
+            passages = self.articles[i].passages
             lo = int(self.starts[i])
-            hi = lo + len(self.articles[i].passages)
-            k = lo + int(np.argmax(total[lo:hi]))
-            hits.append(Hit(self.articles[i], self.passages[k], float(best[i])))
+            total = passage_scores[lo : lo + len(passages)] + article_scores[i]
+            hits.append(Hit(self.articles[i], passages[int(np.argmax(total))], float(best[i])))
         return hits
+
+    def _best(self, passage_scores: np.ndarray, article_scores: np.ndarray) -> np.ndarray:
+        """Per article, the score of its best passage: ``max(passage_score) + article_score``.
+
+        All weights are positive, so a passage scores above zero only if it holds a query term, and
+        a query usually reaches a few percent of the passages: the maximum per article is taken over
+        those alone (``maximum.at``), or over all passages (``maximum.reduceat``) when a query
+        reaches many. Rounding is monotonic, so this equals the maximum of ``passage + article``
+        over an article's passages, bit for bit.
+        """
+        hit = np.flatnonzero(passage_scores > 0)
+        if 4 * len(hit) > len(passage_scores):
+            return np.maximum.reduceat(passage_scores, self.starts) + article_scores
+        best_passage = np.zeros_like(article_scores)
+        np.maximum.at(best_passage, self.passage_article[hit], passage_scores[hit])
+        return best_passage + article_scores
 
     def tag_counts(self, sort: TagOrder = "count_desc") -> list[tuple[str, int]]:
         """``(tag, article_count)`` pairs, most used first (ties alphabetical) or alphabetical.
@@ -157,3 +186,26 @@ class SearchIndex:
         if sort == "alpha":
             return sorted(counts.items(), key=lambda kv: (kv[0].lower(), kv[0]))
         return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0].lower()))
+
+
+class _AllPassages(Sequence[Passage]):
+    """Read-only view of all passages of ``articles`` in order; ``starts[i]`` is article ``i``'s first."""
+
+    __slots__ = ("_articles", "_len", "_starts")
+
+    def __init__(self, articles: list[Article], starts: np.ndarray, length: int) -> None:
+        self._articles, self._starts, self._len = articles, starts, length
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(self._len))]
+        k = range(self._len)[k]  # negative indexes; IndexError when out of range
+        i = int(np.searchsorted(self._starts, k, side="right")) - 1
+        return self._articles[i].passages[k - int(self._starts[i])]
+
+    def __iter__(self):
+        for article in self._articles:
+            yield from article.passages

@@ -3,7 +3,8 @@
 The key is SHA-256 over the index format version, the settings that shape the index (ranking
 knobs, base URL, extensions) and, per file, its root, relative path, modification time (nanoseconds)
 and bytes. A restart with an unchanged corpus therefore unpickles the index instead of re-parsing
-and re-fitting. Index files live in ``<data_dir>/index/<roots-hash>-<corpus-hash>.pkl``; older files
+and re-fitting; checking the key reads the files one at a time without keeping them, and a miss
+reads them again to build. Index files live in ``<data_dir>/index/<roots-hash>-<corpus-hash>.pkl``; older files
 for the same roots are removed once a new one is written. Files are written to a temporary name and
 renamed, so a crash never leaves a half-written index. The cache is private to the operator's data
 directory; it is a pickle, so never point ``data_dir`` at a folder others can write to.
@@ -12,6 +13,7 @@ directory; it is a pickle, so never point ``data_dir`` at a folder others can wr
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import logging
 import os
@@ -27,7 +29,7 @@ from sovereign_mcp.search.index import SearchIndex
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: compact sections/passages, FieldIndex without SciPy, analyzer with its stop words
 
 
 def resolve_roots(paths: Iterable[Path]) -> list[Path]:
@@ -58,20 +60,42 @@ def roots_key(roots: list[Path]) -> str:
     return hashlib.sha256("\n".join(map(str, roots)).encode()).hexdigest()[:12]
 
 
-def read_and_hash(roots: list[Path], settings: Settings):
-    """Read every corpus file once; return ``(corpus_hash, files)`` where ``files`` can be handed to
-    :func:`~sovereign_mcp.corpus.loader.load_corpus`."""
-    digest = hashlib.sha256(_settings_fingerprint(settings))
-    files = list(read_corpus_files(roots, settings.corpus.extensions))
-    for root, path, raw in files:
+class _CorpusHasher:
+    """SHA-256 over the settings fingerprint and, per corpus file, its root, relative path,
+    modification time (nanoseconds) and bytes (or an "unreadable" marker)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._digest = hashlib.sha256(_settings_fingerprint(settings))
+
+    def add(self, root: Path, path: Path, raw: bytes | OSError) -> None:
+        digest = self._digest
         digest.update(f"\0{root}\0{path.relative_to(root)}\0".encode())
         if isinstance(raw, OSError):
             digest.update(b"<unreadable>")
-            continue
+            return
         with contextlib.suppress(OSError):
             digest.update(str(path.stat().st_mtime_ns).encode())
         digest.update(hashlib.sha256(raw).digest())
-    return digest.hexdigest()[:24], files
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()[:24]
+
+
+def hash_corpus(roots: list[Path], settings: Settings) -> str:
+    """The cache key of the corpus as it is on disk now. Files are read one at a time and not kept:
+    on a cache hit their bytes are never needed, and a miss reads them again (see :func:`open_index`)."""
+    hasher = _CorpusHasher(settings)
+    for root, path, raw in read_corpus_files(roots, settings.corpus.extensions):
+        hasher.add(root, path, raw)
+    return hasher.hexdigest()
+
+
+def _hashing_reader(roots: list[Path], settings: Settings, hasher: _CorpusHasher):
+    """:func:`read_corpus_files`, hashing each file as it is handed on (so the key of a freshly built
+    index matches the bytes it was built from, even if a file changed since :func:`hash_corpus`)."""
+    for root, path, raw in read_corpus_files(roots, settings.corpus.extensions):
+        hasher.add(root, path, raw)
+        yield root, path, raw
 
 
 def index_path(settings: Settings, roots: list[Path], corpus_hash: str) -> Path:
@@ -80,6 +104,10 @@ def index_path(settings: Settings, roots: list[Path], corpus_hash: str) -> Path:
 
 
 def _load_cached(path: Path, now: datetime) -> SearchIndex | None:
+    # The index is a few large arrays and many small objects that hold no reference cycles: pausing
+    # the cyclic garbage collector while unpickling saves its repeated passes over the growing heap.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         with path.open("rb") as fh:
             index = pickle.load(fh)
@@ -88,6 +116,9 @@ def _load_cached(path: Path, now: datetime) -> SearchIndex | None:
     except Exception as exc:  # a corrupt or incompatible cache is rebuilt, never fatal
         log.warning("index cache %s unusable (%s); rebuilding", path, exc)
         return None
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     if not isinstance(index, SearchIndex):
         return None
     due = index.corpus.next_publish_at
@@ -124,21 +155,21 @@ def open_index(settings: Settings, *, use_cache: bool = True) -> tuple[SearchInd
     """
     roots = resolve_roots(settings.corpus.paths)
     now = datetime.now(UTC)
-    corpus_hash, files = read_and_hash(roots, settings)
-    path = index_path(settings, roots, corpus_hash)
     if use_cache:
-        cached = _load_cached(path, now)
+        cached = _load_cached(index_path(settings, roots, hash_corpus(roots, settings)), now)
         if cached is not None:
             return cached, True
+    hasher = _CorpusHasher(settings)
     corpus = load_corpus(
         roots,
         base_url=settings.corpus.base_url,
         extensions=settings.corpus.extensions,
         min_passage_chars=settings.search.min_passage_chars,
         now=now,
-        files=files,
+        files=_hashing_reader(roots, settings, hasher),
     )
     index = SearchIndex(corpus, settings.search, built_at=now)
+    path = index_path(settings, roots, hasher.hexdigest())
     try:
         _save(path, index)
     except OSError as exc:
