@@ -96,6 +96,32 @@ def build_parser() -> argparse.ArgumentParser:
                               help="dev backend only: settle an invoice and print its preimage")
     pay.add_argument("invoice", metavar="BOLT11")
 
+    pipeline = sub.add_parser("pipeline", parents=[common],
+                              help="content pipeline: queue a job, follow or cancel it, show the GPU services")
+    pipeline_sub = pipeline.add_subparsers(dest="pipeline_command", required=True, metavar="ACTION")
+    p_run = pipeline_sub.add_parser("run", parents=[_common(nested=True)],
+                                    help="queue a job: article | podcast | hero_image | full")
+    p_run.add_argument("kind", choices=["article", "podcast", "hero_image", "full"])
+    p_run.add_argument("topic", help="what the piece is about")
+    p_run.add_argument("--source", action="append", metavar="SLUG", help="published article injected as a source "
+                       "(repeatable)")
+    p_run.add_argument("--option", action="append", metavar="KEY=VALUE", help="job option (repeatable): speed=0.9, "
+                       "seed=7, image_prompt=..., gate_retries=1, voices='{\"HEXABELLA\": \"...\"}'")
+    p_run.add_argument("--wait", action="store_true", help="follow the job until it ends (runs the worker here "
+                       "when no server is running one); exit 1 unless it is done")
+    p_run.add_argument("--json", action="store_true")
+    p_status = pipeline_sub.add_parser("status", parents=[_common(nested=True)], help="one job, or the newest jobs")
+    p_status.add_argument("job_id", nargs="?", help="job id (omit to list the newest jobs)")
+    p_status.add_argument("--wait", action="store_true", help="follow the job until it ends (see run --wait)")
+    p_status.add_argument("--json", action="store_true")
+    p_cancel = pipeline_sub.add_parser("cancel", parents=[_common(nested=True)],
+                                       help="cancel a job (at the next step boundary if a step is running)")
+    p_cancel.add_argument("job_id")
+    p_cancel.add_argument("--json", action="store_true")
+    p_services = pipeline_sub.add_parser("services", parents=[_common(nested=True)],
+                                         help="GPU services, the step roles they serve, pending steps per role")
+    p_services.add_argument("--json", action="store_true")
+
     kb = sub.add_parser("kb", parents=[common], help="knowledge-base maintenance")
     kb_sub = kb.add_subparsers(dest="kb_command", required=True, metavar="ACTION")
     kb_check = kb_sub.add_parser("check", parents=[_common(nested=True)],
@@ -311,7 +337,10 @@ def cmd_l402(args: argparse.Namespace) -> int:
     from sovereign_mcp.payments.service import open_payments
 
     settings = _settings(args)
-    service = open_payments(settings)
+    try:
+        service = open_payments(settings)
+    except ValueError as exc:  # a backend without its URL or key
+        raise ConfigError(str(exc)) from None
     action = args.l402_command
     if action == "pay":
         if not isinstance(service.backend, DevBackend):
@@ -347,6 +376,150 @@ def cmd_l402(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline_service(settings: Settings) -> Any:
+    from sovereign_mcp.pipeline.service import PipelineService
+    from sovereign_mcp.search.store import open_index
+
+    loaded: list[Any] = []
+
+    def articles() -> Any:  # the index is opened only when sources or the gate need it
+        if not loaded:
+            loaded.append(open_index(settings)[0])
+        return loaded[0].articles
+
+    return PipelineService(settings, articles=articles)
+
+
+def _print_job(status: Any, service: Any) -> None:
+    print(f"job {status.job_id}  {status.kind}  {status.topic!r}")
+    print(f"state: {status.state}  ({status.done_steps} of {status.total_steps} steps)  {status.message}")
+    if status.error:
+        print(f"error: {status.error}")
+    for step in status.steps:
+        where = step.service or "cpu"
+        extra = f"  {step.error}" if step.error else ""
+        print(f"  {step.index + 1:>2}. {step.name:<20} {where:<8} {step.state:<9} attempt {step.attempt}{extra}")
+    for gate in status.gate:
+        c = gate.counts
+        print(f"gate: {gate.track} attempt {gate.attempt}: {gate.verdict} ({c.get('error', 0)} errors, "
+              f"{c.get('warning', 0)} warnings)")
+        for finding in gate.findings[:10] if gate.verdict == "fail" else []:
+            print(f"    [{finding.get('rule_id')}] {finding.get('message')}")
+    for artifact in status.artifacts:
+        path, _ = service.artifact(status.job_id, artifact.name)
+        print(f"artifact: {artifact.name}  {artifact.mime_type}  {artifact.bytes} bytes  sha256 {artifact.sha256}  "
+              f"{path}")
+
+
+def _follow(service: Any, job_id: str, as_json: bool) -> int:
+    service.start_worker()  # stands by while another process (the server) holds the worker lock
+    last = None
+    try:
+        while True:
+            status = service.status(job_id)
+            line = f"[{status.done_steps}/{status.total_steps}] {status.state}: {status.message}"
+            if line != last and not as_json:
+                print(line, flush=True)
+                last = line
+            if status.state in ("done", "failed", "cancelled"):
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print(f"stopped following {job_id}; it stays queued (a server worker or 'pipeline status {job_id} --wait' "
+              "continues it)", file=sys.stderr)
+        return 130
+    finally:
+        service.worker.stop()
+    if as_json:
+        print(status.model_dump_json(indent=2))
+    else:
+        _print_job(status, service)
+    return 0 if status.state == "done" else 1
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from sovereign_mcp.pipeline.service import PipelineInputError
+    from sovereign_mcp.pipeline.store import JobNotFound
+
+    settings = _settings(args)
+    _setup_logging(settings.log_level if args.log_level else "warning")
+    service = _pipeline_service(settings)
+    action = args.pipeline_command
+    try:
+        if action == "run":
+            options: dict[str, Any] = {}
+            for item in args.option or []:
+                key, sep, value = item.partition("=")
+                if not sep or not key:
+                    raise ConfigError(f"--option needs KEY=VALUE, got {item!r}")
+                try:
+                    options[key.strip()] = json.loads(value)
+                except ValueError:
+                    options[key.strip()] = value
+            try:
+                ticket = service.submit(args.kind, args.topic, args.source, options)
+            except PipelineInputError as exc:
+                raise ConfigError(str(exc)) from None
+            if not args.wait:
+                print(ticket.model_dump_json(indent=2) if args.json else
+                      f"queued job {ticket.job_id} ({args.kind}, {len(ticket.steps)} steps); "
+                      f"follow it with: sovereign-mcp pipeline status {ticket.job_id} --wait")
+                return 0
+            if not args.json:
+                print(f"queued job {ticket.job_id}", flush=True)
+            return _follow(service, ticket.job_id, args.json)
+        if action == "status":
+            if args.job_id is None:
+                jobs = service.list().jobs
+                if args.json:
+                    print(json.dumps([j.model_dump(mode="json") for j in jobs], indent=2))
+                for j in [] if args.json else jobs:
+                    print(f"{j.job_id}  {j.kind:<10} {j.state:<9} {j.done_steps}/{j.total_steps}  {j.topic[:60]!r}  "
+                          f"{j.message}")
+                return 0
+            if args.wait:
+                service.status(args.job_id)
+                return _follow(service, args.job_id, args.json)
+            status = service.status(args.job_id)
+            if args.json:
+                print(status.model_dump_json(indent=2))
+            else:
+                _print_job(status, service)
+            return 0
+        if action == "cancel":
+            status = service.cancel(args.job_id)
+            print(status.model_dump_json(indent=2) if args.json else f"{status.job_id}: {status.state} "
+                  f"({status.message})")
+            return 0
+        info = service.services()
+        if args.json:
+            print(json.dumps(info, indent=2))
+            return 0
+        roles = ", ".join(f"{role} -> {name or 'not managed'}" for role, name in info["roles"].items())
+        print(f"roles: {roles}")
+        pending = ", ".join(f"{k} {v}" for k, v in sorted(info["pending_steps"].items())) or "none"
+        print(f"active jobs: {info['active_jobs']}; pending steps: {pending}")
+        gpu = info.get("gpu")
+        if gpu is None:
+            print("GPU management off (pipeline.manage_gpu = false)")
+            return 0
+        for s in gpu["services"]:
+            print(f"  {s['name']:<20} {s['kind']:<8} {s['state']:<9} {s['memory_gb']:>6.1f} GB  leases {s['leases']}"
+                  + (f"  {s['detail']}" if s["detail"] else ""))
+        if gpu.get("cooldown_until"):
+            left = gpu["cooldown_until"] - time.time()
+            if left > 0:
+                print(f"cooldown: {left:.0f} s left after {gpu['last_stop_service']} stopped")
+        if gpu.get("mem_available_gb") is not None:
+            print(f"MemAvailable: {gpu['mem_available_gb']} GB")
+        return 0
+    except JobNotFound as exc:
+        print(f"sovereign-mcp: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        service.close()
+
+
 def cmd_kb(args: argparse.Namespace) -> int:
     from sovereign_mcp.kb.loader import load_kb
 
@@ -371,7 +544,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"serve": cmd_serve, "search": cmd_search, "index": cmd_index, "gate": cmd_gate,
-            "diagnose": cmd_diagnose, "l402": cmd_l402, "kb": cmd_kb, "config": cmd_config}
+            "diagnose": cmd_diagnose, "l402": cmd_l402, "pipeline": cmd_pipeline, "kb": cmd_kb,
+            "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,7 @@ async def test_every_tool_over_http(server):
     async with Client(f"{url}/mcp") as client:
         tools = {t.name: t for t in await client.list_tools()}
         assert {"search_blog", "get_article", "list_tags"} <= set(tools)
-        for tool in tools.values():
+        for tool in (tools[name] for name in ("search_blog", "get_article", "list_tags")):
             assert tool.annotations.read_only_hint is True
             assert tool.annotations.idempotent_hint is True
             assert tool.annotations.open_world_hint is False

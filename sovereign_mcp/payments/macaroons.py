@@ -134,12 +134,12 @@ def verify(macaroon: Macaroon, root_key: bytes, tool: str, now: int) -> Limits:
         if name == CAPABILITIES:
             return tool in {c.strip() for c in value.split(",")}
         if name == VALID_UNTIL:
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 return False
             seen_until.append(int(value))
             return now < int(value)
         if name == MAX_CALLS:
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 return False
             seen_calls.append(int(value))
             return int(value) > 0
@@ -161,9 +161,9 @@ def _reason(macaroon: Macaroon, tool: str, now: int) -> str:
         name, _, value = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw).partition("=")
         if name == CAPABILITIES and tool not in {c.strip() for c in value.split(",")}:
             return f"token does not cover tool {tool!r} (it covers {value})"
-        if name == VALID_UNTIL and value.isdigit() and int(value) <= now:
+        if name == VALID_UNTIL and (value.isascii() and value.isdigit()) and int(value) <= now:
             return "token expired"
-        if name == MAX_CALLS and not (value.isdigit() and int(value) > 0):
+        if name == MAX_CALLS and not ((value.isascii() and value.isdigit()) and int(value) > 0):
             return "token allows no calls"
         if name == "services" and SERVICE not in {v.split(":")[0].strip() for v in value.split(",")}:
             return f"token is for another service ({value})"

@@ -171,7 +171,9 @@ class TokenStore:
         than ``grace`` seconds. Returns the number deleted."""
         with self._tx() as cur:
             cur.execute("UPDATE l402_tokens SET state = 'expired' WHERE state = 'pending' AND expires_at <= ?", [now])
-            cur.execute("DELETE FROM l402_tokens WHERE state = 'expired' AND expires_at <= ?", [now - grace])
+            # a paid invoice's token stays "pending" until its credential is first shown: keep it for
+            # as long as the token itself would be valid, then drop it
+            cur.execute("DELETE FROM l402_tokens WHERE state = 'expired' AND valid_until <= ?", [now - grace])
             return max(cur.rowcount, 0)
 
     def tokens(self, state: State | None = None, limit: int = 100) -> list[TokenRecord]:

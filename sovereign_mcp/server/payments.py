@@ -257,7 +257,7 @@ def register_lnurl(mcp: FastMCP, service: L402Service, public_url: str | None) -
         if name != config.lightning_address_name:
             return error(f"unknown Lightning address {name!r}", 404)
         amount = request.query_params.get("amount", "")
-        if not amount.isdigit():
+        if not (amount.isascii() and amount.isdigit()):
             return error("amount (millisatoshis) is required")
         msat = int(amount)
         if msat % 1000 or not config.lnurl_min_sat * 1000 <= msat <= config.lnurl_max_sat * 1000:

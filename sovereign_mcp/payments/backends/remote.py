@@ -87,9 +87,10 @@ class LNDBackend(_HTTPBackend):
         data = self._call("POST", "/v1/invoices", json=body)
         try:
             payment_hash = base64.b64decode(data["r_hash"]).hex()
-        except (KeyError, ValueError):
-            raise BackendUnavailable(f"lnd returned no r_hash: {str(data)[:200]}") from None
-        return Invoice(data["payment_request"], payment_hash, amount_sat, int(time.time()) + expiry)
+            request = data["payment_request"]
+        except (KeyError, ValueError, TypeError):
+            raise BackendUnavailable(f"lnd returned no invoice: {str(data)[:200]}") from None
+        return Invoice(request, payment_hash, amount_sat, int(time.time()) + expiry)
 
     def lookup(self, payment_hash: str) -> Settlement:
         data = self._call("GET", f"/v1/invoice/{payment_hash}")
