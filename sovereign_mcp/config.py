@@ -3,7 +3,7 @@
 The TOML file is the one given with ``--config PATH``, else ``./sovereign-mcp.toml``, else
 ``<user config dir>/sovereign-mcp/config.toml`` (platformdirs). Sections map to the nested models
 below (``[server]``, ``[corpus]``, ``[search]``, ``[kb]``, ``[diagnostics]``,
-``[payments]``, ``[inference]``); environment variables
+``[payments]``, ``[inference]``, ``[gpu]``, ``[pipeline]``); environment variables
 use ``__`` between levels, e.g. ``SOVEREIGN_MCP_SERVER__PORT=8003`` or ``SOVEREIGN_MCP_CORPUS__BASE_URL=https://blog.example``.
 """
 
@@ -23,8 +23,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from sovereign_mcp.gpu.config import GPUSettings
 from sovereign_mcp.inference.config import InferenceSettings
 from sovereign_mcp.paths import default_corpus_dir, default_kb_dir
+from sovereign_mcp.pipeline.config import PipelineSettings
 
 APP_NAME = "sovereign-mcp"
 ENV_PREFIX = "SOVEREIGN_MCP_"
@@ -162,6 +164,8 @@ class Settings(BaseSettings):
     diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
     payments: PaymentsSettings = Field(default_factory=PaymentsSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    gpu: GPUSettings = Field(default_factory=GPUSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -38,6 +38,7 @@ from sovereign_mcp.search.index import ArticleNotFound
 from sovereign_mcp.search.service import BlogService
 from sovereign_mcp.server.diagnostics import register_diagnostics
 from sovereign_mcp.server.payments import L402HTTPGuard, L402Middleware, register_lnurl
+from sovereign_mcp.server.pipeline import pipeline_service_for, register_pipeline
 from sovereign_mcp.server.quality import register_quality
 from sovereign_mcp.server.routes import register_routes
 
@@ -121,6 +122,7 @@ def build_mcp(service: BlogService, gates: GateService | None = None,
     gates = gates or gate_service_for(service)
     register_quality(mcp, gates)
     register_diagnostics(mcp, diagnostics or diagnostics_service_for(service, gates))
+    register_pipeline(mcp, pipeline_service_for(service, gates))
     if payments is not None:
         mcp.add_middleware(L402Middleware(payments))
     return mcp

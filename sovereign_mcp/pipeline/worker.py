@@ -1,0 +1,278 @@
+"""The job worker: one thread per data dir runs queued steps, grouped by GPU service.
+
+* Exactly one worker per data dir holds ``<data_dir>/pipeline/worker.lock`` (``fcntl.flock``, released by
+  the kernel if the process dies). A worker that cannot get it stands by and retries, so the server's
+  worker takes over when a ``pipeline run --wait`` worker finishes, and vice versa.
+* On taking the lock it recovers: steps a dead worker left ``running`` go back to ``pending`` and the
+  job resumes after its last finished step.
+* Before a step that needs a GPU service it holds a lease on it from the :class:`GPUServiceManager`
+  (one service at a time, cooldown, memory guard); the lease is kept across consecutive steps of that
+  service and released when the worker switches or goes idle.
+* Every inference provider down (:class:`InferenceUnavailable`): the step is given back, its job shows
+  ``waiting``, other services' steps keep running, and once nothing else is left the worker polls
+  readiness (``wait_until_available``) until a provider answers; then the job resumes.
+* Cancel is honoured at step boundaries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sovereign_mcp.gpu.manager import GPUError, Lease, ServiceBusyError
+from sovereign_mcp.inference.errors import InferenceRequestError, InferenceUnavailable
+from sovereign_mcp.pipeline.config import JobOptions
+from sovereign_mcp.pipeline.media import MediaError
+from sovereign_mcp.pipeline.models import KIND_STEPS, RETRY_GROUPS, GateAttempt, spec_of
+from sovereign_mcp.pipeline.scheduler import choose
+from sovereign_mcp.pipeline.steps import RUNNERS, GateAborted, Interrupted, StepContext, StepFailed
+from sovereign_mcp.pipeline.store import Candidate
+
+if TYPE_CHECKING:
+    from sovereign_mcp.pipeline.service import PipelineService
+
+log = logging.getLogger(__name__)
+
+STANDBY_SECONDS = 2.0
+GPU_RETRY_SECONDS = 60.0
+
+
+class PipelineWorker:
+    """Runs the queue of one :class:`PipelineService`; :meth:`start` for a thread, :meth:`run` in the foreground."""
+
+    def __init__(self, service: PipelineService) -> None:
+        self.service = service
+        self.store = service.store
+        self.config = service.settings.pipeline
+        self.lock_path = self.store.path.with_name("worker.lock")
+        self._lock_fd: int | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lease: Lease | None = None
+        self._lease_role: str | None = None
+        self._last_role: str | None = None
+        self._seen_role: str | None = None
+        self._role_since: float | None = None
+        self._inference_down: str | None = None
+        self._gpu_failed_at: float | None = None
+        self.steps_run = 0
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        """Whether this worker holds the worker lock (it is the one running jobs)."""
+        return self._lock_fd is not None
+
+    def start(self) -> None:
+        """Run in a daemon thread until :meth:`stop` (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="pipeline-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the loop to end after the current step and wait up to ``timeout`` s."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self._thread = None
+
+    def wake(self) -> None:
+        """A job was queued or cancelled: look at the queue now."""
+        self._wake.set()
+
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        """The worker loop; returns when stopped or, in the foreground, when ``until()`` is true."""
+        try:
+            while not self._stop.is_set():
+                if until is not None and until():
+                    return
+                if not self._take_lock():
+                    self._wake.wait(STANDBY_SECONDS)
+                    self._wake.clear()
+                    continue
+                try:
+                    busy = self.tick()
+                except Exception:  # keep the worker alive; the job that broke it was failed in _run
+                    log.exception("pipeline worker: unexpected error")
+                    busy = False
+                    self._stop.wait(1.0)
+                if not busy:
+                    self._release()
+                    if until is not None and until():
+                        return
+                    self._wake.wait(self.config.idle_poll_seconds)
+                    self._wake.clear()
+        finally:
+            self._release()
+            self._drop_lock()
+
+    def _take_lock(self) -> bool:
+        if self._lock_fd is not None:
+            return True
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}\n".encode())
+        self._lock_fd = fd
+        resumed = self.store.recover()
+        if resumed:
+            log.info("pipeline worker: resuming %d job(s) after a restart: %s", len(resumed), ", ".join(resumed))
+        return True
+
+    def _drop_lock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- GPU leases -------------------------------------------------------------------------------
+    def _release(self) -> None:
+        if self._lease is not None:
+            with contextlib.suppress(Exception):
+                self._lease.release()
+            self._lease = None
+            self._lease_role = None
+
+    def _ensure_lease(self, role: str, job_id: str) -> None:
+        """Hold a lease on the GPU service of ``role`` (switching services if needed). Raises :class:`GPUError`."""
+        self._last_role = role
+        name = self.service.gpu_service_for(role)
+        if name is None or self._lease_role == role:
+            return
+        self._release()
+        self._lease = self.service.gpu.acquire(name, job_id)
+        self._lease_role = role
+
+    def current_role(self) -> str | None:
+        """The GPU role now loaded: the leased one, else the one the GPU manager records running."""
+        role = self._lease_role
+        if role is None:
+            running = self.service.running_role()
+            role = running if running is not None else self._last_role
+        if role != self._seen_role:
+            self._seen_role, self._role_since = role, time.time()
+        return role
+
+    # -- one scheduling round ---------------------------------------------------------------------
+    def tick(self) -> bool:
+        """Run at most one step (or one readiness poll). Returns ``False`` when there was nothing to do."""
+        if self.store.apply_cancellations():
+            self._wake.set()
+        candidates = self.store.candidates()
+        if not candidates:
+            return False
+        exclude = {"sglang"} if self._inference_down else set()
+        current = self.current_role()
+        pick = choose(candidates, current, now=time.time(), current_since=self._role_since,
+                      switch_after=self.config.switch_after_seconds, exclude=exclude)
+        if pick is None:
+            self._wait_for_inference(candidates)
+            return True
+        self._run(pick)
+        return True
+
+    def _wait_for_inference(self, candidates: list[Candidate]) -> None:
+        waiting = [c for c in candidates if c.service == "sglang"]
+        message = f"waiting for an inference provider ({self._inference_down})"
+        self.store.mark_waiting(sorted({c.job_id for c in waiting}), message)
+        now = time.monotonic()
+        retry_gpu = self._gpu_failed_at is None or now - self._gpu_failed_at > GPU_RETRY_SECONDS
+        if self._lease_role != "sglang" and retry_gpu:
+            try:  # SGLang itself may simply be stopped (another service ran meanwhile): start it again
+                self._ensure_lease("sglang", waiting[0].job_id)
+                self._gpu_failed_at = None
+            except GPUError as exc:
+                self._gpu_failed_at = now
+                log.warning("pipeline: cannot start the SGLang service while waiting for inference: %s", exc)
+        poll = self.config.inference_poll_seconds
+        try:
+            name = self.service.chat.wait_until_available(poll_seconds=poll, timeout=poll)
+        except InferenceUnavailable as exc:
+            self._inference_down = str(exc)
+            return
+        log.info("pipeline: inference provider %s is available again; resuming", name)
+        self._inference_down = None
+        self.store.resume_waiting(f"inference provider {name} is available again")
+
+    def _run(self, pick: Candidate) -> None:
+        service = self.service
+        row = self.store.job_row(pick.job_id)
+        kind = row["kind"]
+        spec = spec_of(kind, pick.step)
+        total = len(KIND_STEPS[kind])
+        label = f"step {pick.index + 1} of {total}: {spec.title}"
+        gpu_name = service.gpu_service_for(spec.service) if spec.service else None
+        if not self.store.claim(pick.job_id, pick.step, gpu_name or spec.service, label):
+            return
+        job_id, step = pick.job_id, pick.step
+        log.info("pipeline job %s: %s", job_id, label)
+        if spec.service is not None:
+            try:
+                self._ensure_lease(spec.service, job_id)
+            except ServiceBusyError as exc:
+                self.store.requeue(job_id, step, f"GPU busy, will retry: {exc}")
+                return
+            except GPUError as exc:
+                if spec.service != "sglang":
+                    self.store.fail(job_id, step, f"GPU service {exc.service} unavailable: {exc}")
+                    return
+                log.warning("pipeline job %s: SGLang service unavailable (%s); trying the inference chain", job_id, exc)
+        ctx = StepContext(
+            job_id=job_id, kind=kind, topic=row["topic"], sources=row["sources"],
+            options=JobOptions.model_validate(row["options"]), attempts=row["attempts"],
+            gate_history=[GateAttempt.model_validate(g) for g in row["gate"]], outputs=self.store.outputs(job_id),
+            settings=self.config, store=self.store, kb=service.gates.kb, gate=service.gates.gate, chat=service.chat,
+            voxtral=service.voxtral_client, comfyui=service.comfyui_client,
+            progress=lambda message: self.store.set_message(job_id, f"{label}: {message}"),
+            should_stop=self._stop.is_set)
+        try:
+            result = RUNNERS[step](ctx)
+        except InferenceUnavailable as exc:
+            self._inference_down = str(exc)
+            self.store.requeue(job_id, step, f"waiting for an inference provider ({exc})")
+            self._release()
+            log.warning("pipeline job %s: no inference provider; the job waits: %s", job_id, exc)
+            return
+        except Interrupted:
+            self.store.requeue(job_id, step, "interrupted by a worker shutdown; resumes on restart")
+            return
+        except GateAborted as exc:
+            self.store.record_gate(job_id, exc.attempt)
+            self.store.fail(job_id, step, str(exc))
+            return
+        except (StepFailed, MediaError, InferenceRequestError, GPUError, ValueError, OSError) as exc:
+            self.store.fail(job_id, step, str(exc))
+            log.warning("pipeline job %s failed at %s: %s", job_id, step, exc)
+            return
+        except Exception as exc:
+            log.exception("pipeline job %s: step %s crashed", job_id, step)
+            self.store.fail(job_id, step, f"internal error: {type(exc).__name__}: {exc}")
+            return
+        self.steps_run += 1
+        if result.gate is not None:
+            self.store.record_gate(job_id, result.gate)
+        if result.retry:
+            track = spec.track
+            attempt = self.store.retry(job_id, track, RETRY_GROUPS[step],
+                                       f"quality gate failed on {track}; regenerating (attempt "
+                                       f"{ctx.attempts.get(track, 1) + 1} of {ctx.max_attempts()})")
+            log.info("pipeline job %s: gate failed, %s attempt %d", job_id, track, attempt)
+            return
+        if self.store.finish_step(job_id, step, result.output, result.detail):
+            log.info("pipeline job %s done", job_id)

@@ -1,0 +1,120 @@
+"""The pipeline over MCP on the real ``sovereign-mcp serve`` process (payments off), pointed at loopback fakes
+through ``SOVEREIGN_MCP_*`` variables: ``trigger_pipeline`` answers with a job id at once, the server's worker
+runs the job, ``pipeline_status`` reports progress and lists the artifacts as resource links, and the
+``pipeline://jobs/{id}/artifacts/{name}`` template serves them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+
+from sovereign_mcp.pipeline.media import is_png
+from tests.fake_media import make_png
+from tests.helpers import running_server
+from tests.test_pipeline import World
+
+pytestmark = pytest.mark.e2e
+
+CORPUS_POST = """---
+title: One GPU Service At A Time
+date: 2025-02-01
+tags: [dgx-spark]
+---
+
+## The rule
+
+Stop the language model server, wait a minute, then start the speech engine.
+"""
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    w = World(tmp_path_factory.mktemp("pipeline-mcp"))
+    w.sglang.start()
+    (w.root / "corpus").mkdir()
+    (w.root / "corpus" / "one-gpu.md").write_text(CORPUS_POST)
+    yield w
+    w.close()
+
+
+@pytest.fixture(scope="module")
+def early_job(world: World) -> str:
+    """A job queued while no server runs (e.g. before a restart): the server's worker must pick it up."""
+    service = world.service()
+    job_id = service.submit("hero_image", "queued before the server started").job_id
+    service.close()
+    return job_id
+
+
+@pytest.fixture(scope="module")
+def url(world: World, early_job: str) -> Iterator[str]:
+    env = {**world.env(), "SOVEREIGN_MCP_PAYMENTS__ENABLED": "false"}
+    with running_server("--corpus", str(world.root / "corpus"), "--data-dir", str(world.data_dir), env=env) as base:
+        yield f"{base}/mcp"
+
+
+async def test_trigger_returns_at_once_and_status_ends_done_with_artifacts(url: str, world: World,
+                                                                           early_job: str) -> None:
+    early = world.service()
+    deadline = time.monotonic() + 20
+    while early.status(early_job).state != "done" and time.monotonic() < deadline:  # before any MCP request
+        time.sleep(0.05)
+    assert early.status(early_job).state == "done"
+    async with Client(url) as client:
+        tools = {t.name for t in await client.list_tools()}
+        assert {"trigger_pipeline", "pipeline_status", "cancel_pipeline", "list_jobs"} <= tools
+        started = time.perf_counter()
+        ticket = (await client.call_tool("trigger_pipeline", {
+            "kind": "article", "topic": "one GPU service at a time", "source_slugs": ["one-gpu"]})).data
+        image = (await client.call_tool("trigger_pipeline", {"kind": "hero_image", "topic": "a quiet rack"})).data
+        assert time.perf_counter() - started < 3.0
+        assert ticket.state == "queued" and ticket.steps[0] == "article_part1"
+        progress: list[tuple[float, float | None, str | None]] = []
+
+        async def on_progress(done: float, total: float | None, message: str | None) -> None:
+            progress.append((done, total, message))
+
+        result = await client.call_tool("pipeline_status", {"job_id": ticket.job_id, "wait_seconds": 30},
+                                        progress_handler=on_progress)
+        status = result.structured_content
+        assert status["state"] == "done", status
+        assert status["done_steps"] == status["total_steps"] == 4
+        assert progress and progress[-1][0] == 4 and progress[-1][1] == 4
+        links = [c for c in result.content if c.type == "resource_link"]
+        assert [str(link.uri) for link in links] == [f"pipeline://jobs/{ticket.job_id}/artifacts/article.md"]
+        (article,) = await client.read_resource(str(links[0].uri))
+        assert article.text.startswith("# One Service At A Time")
+        assert "Stop the language model server" in world.sglang.prompts()[0]  # the source was injected
+
+        deadline = time.monotonic() + 20
+        while True:
+            result = await client.call_tool("pipeline_status", {"job_id": image.job_id, "wait_seconds": 5})
+            if result.structured_content["state"] in ("done", "failed") or time.monotonic() > deadline:
+                break
+        status = result.structured_content
+        assert status["state"] == "done", status
+        (link,) = [c for c in result.content if c.type == "resource_link"]
+        assert link.mime_type == "image/png"
+        (blob,) = await client.read_resource(str(link.uri))
+        png = base64.b64decode(blob.blob)
+        assert is_png(png) and png == make_png()
+        assert hashlib.sha256(png).hexdigest() == status["artifacts"][0]["sha256"]
+        assert blob.mime_type == "image/png"
+
+        jobs = (await client.call_tool("list_jobs", {})).structured_content["jobs"]
+        assert {j["job_id"] for j in jobs} >= {ticket.job_id, image.job_id, early_job}
+        cancelled = await client.call_tool("cancel_pipeline", {"job_id": image.job_id})
+        assert cancelled.structured_content["state"] == "done"  # finished jobs stay finished
+        with pytest.raises(ToolError, match="no pipeline job"):
+            await client.call_tool("pipeline_status", {"job_id": "nosuchjob"})
+        with pytest.raises(ToolError, match="unknown article slug"):
+            await client.call_tool("trigger_pipeline", {"kind": "article", "topic": "x", "source_slugs": ["nope"]})
+    assert Path(world.data_dir / "artifacts" / ticket.job_id / "article.md").is_file()
