@@ -225,7 +225,7 @@ def test_bad_requests_are_refused(world: World) -> None:
     with pytest.raises(PipelineInputError, match="unknown article slug"):
         service.submit("article", "x", ["no-such-post"])
     with pytest.raises(PipelineInputError, match="ffmpeg not found"):
-        PipelineService(world.settings(ffmpeg="/nonexistent/ffmpeg")).submit("podcast", "x")
+        world.service(ffmpeg="/nonexistent/ffmpeg").submit("podcast", "x")
 
 
 # -- inference fallback and blackout --------------------------------------------------------------

@@ -172,7 +172,8 @@ class PipelineService:
         log.info("pipeline job %s queued: %s %r", job_id, kind, topic)
         return JobTicket(job_id=job_id, kind=kind, state="queued", steps=steps,
                          status_uri=f"pipeline://jobs/{job_id}",
-                         message=f"{where}: {len(steps)} steps; poll pipeline_status('{job_id}')")
+                         message=f"{where}: {len(steps)} step{'s' if len(steps) != 1 else ''}; "
+                                 f"poll pipeline_status('{job_id}')")
 
     def status(self, job_id: str) -> JobStatus:
         """Raises :class:`JobNotFound`."""
