@@ -19,8 +19,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import overload
+from typing import TypeVar, overload
 
+_R = TypeVar("_R")
 _SEP = "\0"  # never part of a heading: markdown-it turns U+0000 (and &#0;) into U+FFFD
 _ANCHOR_DROP = re.compile(r"[^\w\- ]", re.UNICODE)
 
@@ -59,7 +60,44 @@ class Passage:
     index_text: str = ""
 
 
-class SectionTable(Sequence[Section]):
+class _RecordTable(Sequence[_R]):
+    """Read-only sequence whose records are built on access by ``_make(i, names)``; subclasses
+    provide ``__len__``, ``_make`` and ``_name_list`` (the decoded heading names, shared per pass)."""
+
+    __slots__ = ()
+
+    def _name_list(self) -> Sequence[str]:
+        raise NotImplementedError
+
+    def _make(self, i: int, names: Sequence[str]) -> _R:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, i: int) -> _R: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[_R]: ...
+    def __getitem__(self, i: int | slice) -> _R | list[_R]:
+        if isinstance(i, slice):
+            return list(self)[i]
+        return self._make(range(len(self))[i], self._name_list())  # range: negative i, IndexError
+
+    def __iter__(self) -> Iterator[_R]:
+        names = self._name_list()
+        for i in range(len(self)):
+            yield self._make(i, names)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self)!r})"
+
+
+class SectionTable(_RecordTable[Section]):
     """An article's headings in document order, stored compactly; items are built on access.
 
     Texts and anchors are kept in one ``"\0"``-joined string, and level, start and end in one
@@ -96,30 +134,6 @@ class SectionTable(Sequence[Section]):
     def __len__(self) -> int:
         return len(self._numbers) // 3
 
-    @overload
-    def __getitem__(self, i: int) -> Section: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[Section]: ...
-    def __getitem__(self, i: int | slice) -> Section | list[Section]:
-        if isinstance(i, slice):
-            return list(self)[i]
-        return self._make(range(len(self))[i], self._name_list())  # range: negative i, IndexError
-
-    def __iter__(self) -> Iterator[Section]:
-        names = self._name_list()
-        for i in range(len(self)):
-            yield self._make(i, names)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence) and not isinstance(other, str):
-            return list(self) == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"SectionTable({list(self)!r})"
-
     def __getstate__(self) -> tuple[object, array]:
         return self._names, self._numbers
 
@@ -147,7 +161,7 @@ class SectionTable(Sequence[Section]):
         return tuple(reversed(path)), self._anchor(names, i)
 
 
-class PassageTable(Sequence[Passage]):
+class PassageTable(_RecordTable[Passage]):
     """An article's passages, stored as spans of its body; items are built on access.
 
     Per passage: the index of its heading in ``sections`` (-1 before the first heading) and the
@@ -189,29 +203,8 @@ class PassageTable(Sequence[Passage]):
         index_text = self._index_texts[i] if self._index_texts is not None else ""
         return Passage(path, anchor, self._text(i), index_text)
 
-    @overload
-    def __getitem__(self, i: int) -> Passage: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[Passage]: ...
-    def __getitem__(self, i: int | slice) -> Passage | list[Passage]:
-        if isinstance(i, slice):
-            return list(self)[i]
-        return self._make(range(len(self))[i], self._sections._name_list())
-
-    def __iter__(self) -> Iterator[Passage]:
-        names = self._sections._name_list()
-        for i in range(len(self)):
-            yield self._make(i, names)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence) and not isinstance(other, str):
-            return list(self) == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"PassageTable({list(self)!r})"
+    def _name_list(self) -> Sequence[str]:
+        return self._sections._name_list()
 
     def __getstate__(self) -> tuple[object, ...]:
         return self._source, self._sections, self._meta, self._spans, self._index_texts
