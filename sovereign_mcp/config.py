@@ -3,7 +3,8 @@
 The TOML file is the one given with ``--config PATH``, else ``./sovereign-mcp.toml``, else
 ``<user config dir>/sovereign-mcp/config.toml`` (platformdirs). Sections map to the nested models
 below (``[server]``, ``[corpus]``, ``[search]``, ``[kb]``, ``[diagnostics]``,
-``[payments]``, ``[inference]``, ``[gpu]``, ``[pipeline]``); environment variables
+``[payments]``, ``[inference]``, ``[gpu]``, ``[pipeline]``, ``[auth]``, ``[rate_limit]``,
+``[observability]``); environment variables
 use ``__`` between levels, e.g. ``SOVEREIGN_MCP_SERVER__PORT=8003`` or ``SOVEREIGN_MCP_CORPUS__BASE_URL=https://blog.example``.
 """
 
@@ -56,6 +57,47 @@ class ServerSettings(_Section):
     stateless_http: bool = False
     json_response: bool = False
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted /api request body, bytes.")
+    max_mcp_body_bytes: int = Field(4 * 1_048_576, ge=1024, description="Largest accepted POST to the MCP "
+                                    "endpoint, bytes (validate_quality takes up to 1 MB of text, JSON-escaped).")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes (>1 forces stateless_http).")
+    trusted_proxies: list[str] = Field(default_factory=list, description=(
+        "Addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed (uvicorn "
+        "forwarded_allow_ips); empty = the socket peer is the client."))
+    tool_timeout_seconds: float = Field(30.0, gt=0, le=3600, description="Default limit for one tool call, s.")
+    tool_timeouts: dict[str, float] = Field(default_factory=dict, description="Per-tool limits, s, by tool name.")
+
+
+class AuthSettings(_Section):
+    """Operator authentication: bearer tokens for operator-only tools and routes (stdio is the local operator)."""
+
+    enabled: bool = Field(True, description="Operator-only tools need a bearer token with the operator scope.")
+    jwt_jwks_uri: str | None = Field(None, description="Also accept JWTs verified against this JWKS URL.")
+    jwt_public_key: SecretStr | None = Field(None, description="Also accept JWTs signed by this PEM public key.")
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_operator_scope: str = Field("operator", description="JWT scope that grants operator access.")
+
+
+class RateLimitSettings(_Section):
+    """Per-client request limits (client = bearer token id when authenticated, else the client IP)."""
+
+    enabled: bool = True
+    free_calls: str = Field("60/minute", description="Free tool calls and /api requests per client "
+                            "(limits library notation: '60/minute', '1000/hour').")
+    challenges: str = Field("20/minute", description="L402 invoices issued per client (each unpaid call to a "
+                            "paid tool creates one).")
+    storage_uri: str = Field("memory://", description="limits storage: memory:// (per process) or "
+                             "redis://host:port to share counters between worker processes.")
+
+
+class ObservabilitySettings(_Section):
+    """Metrics and logs."""
+
+    metrics: bool = Field(True, description="Serve GET /metrics in Prometheus text format.")
+    metrics_token: SecretStr | None = Field(None, description="When set, /metrics needs 'Authorization: Bearer "
+                                            "<this>' (else an operator token is not required).")
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line with the "
+                                                "request id.")
 
 
 class CorpusSettings(_Section):
@@ -157,6 +199,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME)))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    database_url: str | None = Field(None, description=(
+        "postgresql://user:pass@host/db shares L402 tokens, operator tokens and job records between "
+        "processes and hosts; unset = SQLite files under data_dir (shared by processes on one host)."))
     server: ServerSettings = Field(default_factory=ServerSettings)
     corpus: CorpusSettings = Field(default_factory=CorpusSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
@@ -166,6 +211,9 @@ class Settings(BaseSettings):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     gpu: GPUSettings = Field(default_factory=GPUSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @classmethod
     def settings_customise_sources(

@@ -25,13 +25,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextlib.contextmanager
-def running_server(*args: str, timeout: float = 90.0, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Start ``python -m sovereign_mcp serve`` on a free loopback port; yield its base URL.
+def spawn_server(*args: str, timeout: float = 90.0, env: dict[str, str] | None = None
+                 ) -> tuple[subprocess.Popen[str], str]:
+    """Start ``python -m sovereign_mcp serve`` on a free loopback port and wait for ``/health``.
 
-    ``env`` adds environment variables (e.g. ``SOVEREIGN_MCP_PAYMENTS__ENABLED=false``).
+    Returns the process (the caller stops it) and its base URL. ``env`` adds environment variables
+    (e.g. ``SOVEREIGN_MCP_PAYMENTS__ENABLED=false``).
 
-    The process gets SIGTERM on exit and must stop by itself within 15 s (clean shutdown).
+    Raises:
+        RuntimeError: the server exited before it was ready (its output is in the message).
+        TimeoutError: not ready within ``timeout`` s (the process is killed).
     """
     port = free_port()
     cmd = [sys.executable, "-m", "sovereign_mcp", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -39,19 +42,31 @@ def running_server(*args: str, timeout: float = 90.0, env: dict[str, str] | None
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            output = proc.stdout.read() if proc.stdout else ""
+            raise RuntimeError(f"server exited with {proc.returncode}: {output}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise TimeoutError(f"server not ready on {url} after {timeout} s")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def running_server(*args: str, timeout: float = 90.0, env: dict[str, str] | None = None) -> Iterator[str]:
+    """:func:`spawn_server` as a context manager; yields the base URL.
+
+    The process gets SIGTERM on exit and must stop by itself within 15 s (clean shutdown).
+    """
+    proc, url = spawn_server(*args, timeout=timeout, env=env)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}: {proc.stdout.read()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"server not ready on {url} after {timeout} s")
-            time.sleep(0.2)
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -62,4 +77,5 @@ def running_server(*args: str, timeout: float = 90.0, env: dict[str, str] | None
             proc.wait()
             raise AssertionError("server did not stop within 15 s of SIGTERM") from None
         finally:
-            proc.stdout.close()
+            if proc.stdout:
+                proc.stdout.close()

@@ -113,7 +113,7 @@ class Sim:
 
     def runner(self, command: str, timeout: float) -> CommandResult:
         self.commands.append(command)
-        name = command.split()[-1]
+        name = command.split()[-1].removesuffix(".service")
         if command in self.fail:
             return CommandResult(self.fail[command], "simulated failure")
         if " start " in f" {command} ":
@@ -164,15 +164,14 @@ def test_settings_defaults_and_validation(tmp_path: Path) -> None:
     gpu = GPUSettings()
     by_name = {s.name: s for s in gpu.services}
     assert by_name["sglang-mistral4"].readiness_url == "http://127.0.0.1:30000/health"
-    assert (by_name["sglang-mistral4"].memory_gb, by_name["voxtral"].memory_gb, by_name["comfyui"].memory_gb) == (
-        94.0, 111.0, 14.0)
-    assert by_name["voxtral"].readiness_url.endswith(":8001/v1/audio/voices")
-    assert by_name["comfyui"].readiness_url.endswith(":8188/system_stats")
+    assert [by_name[n].memory_gb for n in ("sglang-mistral4", "voxtral-tts", "comfyui-flux")] == [94.0, 111.0, 14.0]
+    assert by_name["voxtral-tts"].readiness_url.endswith(":8001/v1/audio/voices")
+    assert by_name["comfyui-flux"].readiness_url.endswith(":8188/system_stats")
     assert all(s.cooldown_seconds == 60 and s.ready_timeout == 300 for s in gpu.services)
     assert (gpu.memory_margin_gb, gpu.memory_wait_seconds, gpu.meminfo_path) == (4.0, 120.0, Path("/proc/meminfo"))
     assert gpu.resolved_state_path(tmp_path) == tmp_path / "gpu" / "state.sqlite3"
     assert GPUSettings(state_path=Path("x/s.db")).resolved_state_path(tmp_path) == tmp_path / "x" / "s.db"
-    one = by_name["comfyui"].model_dump()
+    one = by_name["comfyui-flux"].model_dump()
     with pytest.raises(ValidationError, match="duplicate GPU service name"):
         GPUSettings(services=[one, one])
     with pytest.raises(ValidationError, match="empty command"):
@@ -457,17 +456,49 @@ def test_cooldown_counts_from_the_persisted_stop_time(tmp_path: Path) -> None:
     assert sum(sim.slept) == pytest.approx(60.0)
 
 
+def test_a_stop_command_that_waits_counts_towards_the_cooldown(tmp_path: Path) -> None:
+    """``systemctl stop`` on the shipped units blocks for ExecStopPost=/bin/sleep 60 after the process is
+    gone: the cooldown runs from the moment the readiness URL went away, so that minute is not waited twice."""
+    sim = Sim()
+    gone = threading.Event()
+    plain_probe, plain_runner = sim.probe, sim.runner
+
+    def probe(url: str, timeout: float) -> Readiness:
+        answer = plain_probe(url, timeout)
+        if sim.urls[url] == "a" and answer.status is None and sim.commands[-1:] == ["stop a"]:
+            gone.set()
+        return answer
+
+    def runner(command: str, timeout: float) -> CommandResult:
+        result = plain_runner(command, timeout)
+        if command == "stop a":  # the process exits at once, then the unit's ExecStopPost sleeps 45 s
+            assert gone.wait(10)
+            sim.now += 45
+        return result
+
+    sim.probe, sim.runner = probe, runner  # type: ignore[method-assign]
+    settings = sim_settings(tmp_path)
+    with sim.manager(settings, tmp_path).acquire("a"):
+        pass
+    with sim.manager(settings, tmp_path).acquire("b"):
+        pass
+    assert sum(sim.slept) == pytest.approx(15.0)  # 60 s cooldown - 45 s already spent inside the stop command
+    events = sim.manager(settings, tmp_path).events()
+    stopped = next(e for e in events if e.event == "stopped")
+    assert stopped.ts == pytest.approx(1_700_000_000.0) and "gone 0.00 s after the stop request" in stopped.detail
+
+
 def test_memory_guard_with_the_operators_figures(tmp_path: Path) -> None:
     sim = Sim()
     settings = GPUSettings(meminfo_path=write_meminfo(tmp_path / "meminfo", 30.0))
     manager = sim.manager(settings, tmp_path)
     with pytest.raises(MemoryGuardError) as info:
-        manager.acquire("voxtral", job_id="podcast")
+        manager.acquire("voxtral-tts", job_id="podcast")
     assert "MemAvailable 30.0 GB, need 115.0 GB (111 GB + 4 GB margin) after waiting 120.0 s" in str(info.value)
     assert sim.commands == [] and sum(sim.slept) == pytest.approx(120.0)
-    with manager.acquire("comfyui", job_id="hero-image"):  # 14 + 4 GB fits
+    with manager.acquire("comfyui-flux", job_id="hero-image"):  # 14 + 4 GB fits
         pass
-    assert sim.commands == ["systemctl start comfyui"]
+    assert sim.commands == ["systemctl start comfyui-flux.service"]
 
 
 def test_readiness_timeout_and_failed_start_command(tmp_path: Path) -> None:

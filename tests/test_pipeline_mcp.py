@@ -6,8 +6,11 @@ runs the job, ``pipeline_status`` reports progress and lists the artifacts as re
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +19,10 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from sovereign_mcp.pipeline.media import is_png
+from sovereign_mcp.gpu import GPUServiceManager, find_overlaps
+from sovereign_mcp.pipeline.media import is_png, mp3_frame_offset
 from tests.fake_media import make_png
-from tests.helpers import running_server
+from tests.helpers import running_server, spawn_server
 from tests.test_pipeline import World
 
 pytestmark = pytest.mark.e2e
@@ -118,3 +122,62 @@ async def test_trigger_returns_at_once_and_status_ends_done_with_artifacts(url: 
         with pytest.raises(ToolError, match="unknown article slug"):
             await client.call_tool("trigger_pipeline", {"kind": "article", "topic": "x", "source_slugs": ["nope"]})
     assert Path(world.data_dir / "artifacts" / ticket.job_id / "article.md").is_file()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None and not os.environ.get("CI"),
+                    reason="ffmpeg is not installed (CI installs it via .ci/run)")
+async def test_full_job_over_mcp_survives_an_outage_and_a_crash(tmp_path: Path) -> None:
+    """The issue's done-when: ``trigger_pipeline`` turns a topic into a gated article, a podcast MP3 and a hero
+    PNG; every inference provider goes away (the job waits), the server is SIGKILLed while it waits, the
+    provider comes back, a new server process finishes the job without redoing a finished step, and no two
+    GPU services were ever up together (manager event log and the fake services' own lifetimes)."""
+    world = World(tmp_path)
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "one-gpu.md").write_text(CORPUS_POST)
+    env = {**world.env(), "SOVEREIGN_MCP_PAYMENTS__ENABLED": "false"}
+    args = ("--corpus", str(tmp_path / "corpus"), "--data-dir", str(world.data_dir))
+    first, base = spawn_server(*args, env=env)
+    try:
+        async with Client(f"{base}/mcp") as client:  # SGLang and llama.cpp are both down: a blackout
+            ticket = (await client.call_tool("trigger_pipeline", {
+                "kind": "full", "topic": "one GPU service at a time", "source_slugs": ["one-gpu"]})).data
+            deadline = time.monotonic() + 30
+            while True:
+                status = (await client.call_tool("pipeline_status", {"job_id": ticket.job_id})).structured_content
+                steps = {s["name"]: s["state"] for s in status["steps"]}
+                if (status["state"] == "waiting" and steps["hero_image"] == "done") or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+        assert status["state"] == "waiting", status  # the image needs no LLM, so it ran; the rest waits
+        assert "waiting for an inference provider" in status["message"] and status["error"] is None
+        assert steps["article_part1"] == "pending"
+    finally:
+        first.kill()  # a crash, not a clean shutdown
+        first.wait(10)
+        if first.stdout:
+            first.stdout.close()
+    world.sglang.start()  # the provider is back
+    with running_server(*args, env=env) as base:
+        async with Client(f"{base}/mcp") as client:
+            deadline = time.monotonic() + 90
+            while True:
+                result = await client.call_tool("pipeline_status", {"job_id": ticket.job_id, "wait_seconds": 5})
+                status = result.structured_content
+                if status["state"] in ("done", "failed", "cancelled") or time.monotonic() > deadline:
+                    break
+            assert status["state"] == "done", status
+            links = {str(c.uri).rsplit("/", 1)[1]: c for c in result.content if c.type == "resource_link"}
+            assert set(links) == {"article.md", "podcast_script.txt", "podcast.mp3", "hero.png"}
+            (mp3,) = await client.read_resource(str(links["podcast.mp3"].uri))
+            assert mp3.mime_type == "audio/mpeg" and mp3_frame_offset(base64.b64decode(mp3.blob)) is not None
+            (png,) = await client.read_resource(str(links["hero.png"].uri))
+            assert is_png(base64.b64decode(png.blob))
+    assert [g["verdict"] for g in status["gate"] if g["verdict"] == "fail"] == []
+    assert len(world.comfyui.prompts) == 1  # the hero image was drawn once, before the crash
+    prompts = world.sglang.prompts()
+    assert sum("Write part 1 of 2" in p for p in prompts) == 1
+    assert sum("Write part 2 of 2" in p for p in prompts) == 1
+    events = GPUServiceManager(world.settings().gpu, world.data_dir).events()
+    assert find_overlaps(events) == []
+    assert world.stack.overlapping() == []
+    world.close()

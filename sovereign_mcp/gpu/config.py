@@ -68,17 +68,20 @@ def default_services() -> list[GPUServiceSettings]:
 
     SGLang's ``/health`` answers 503 while warming and 200 once a one-token generation works; Voxtral
     (vLLM-Omni) is ready when ``/v1/audio/voices`` answers (it needs 60-90 s to load); ComfyUI when
-    ``/system_stats`` answers.
+    ``/system_stats`` answers. Names and commands match the unit files in ``systemd/`` (their
+    ``ExecStopPost=/bin/sleep 60`` overlaps the manager's cooldown, which counts from the moment the
+    readiness URL went away, so the wait is not doubled).
     """
     return [
-        GPUServiceSettings(name="sglang-mistral4", kind="sglang", start_command="systemctl start sglang-mistral4",
-                           stop_command="systemctl stop sglang-mistral4",
+        GPUServiceSettings(name="sglang-mistral4", kind="sglang",
+                           start_command="systemctl start sglang-mistral4.service",
+                           stop_command="systemctl stop sglang-mistral4.service",
                            readiness_url="http://127.0.0.1:30000/health", memory_gb=94.0),
-        GPUServiceSettings(name="voxtral", kind="voxtral", start_command="systemctl start voxtral",
-                           stop_command="systemctl stop voxtral",
+        GPUServiceSettings(name="voxtral-tts", kind="voxtral", start_command="systemctl start voxtral-tts.service",
+                           stop_command="systemctl stop voxtral-tts.service",
                            readiness_url="http://127.0.0.1:8001/v1/audio/voices", memory_gb=111.0),
-        GPUServiceSettings(name="comfyui", kind="comfyui", start_command="systemctl start comfyui",
-                           stop_command="systemctl stop comfyui",
+        GPUServiceSettings(name="comfyui-flux", kind="comfyui", start_command="systemctl start comfyui-flux.service",
+                           stop_command="systemctl stop comfyui-flux.service",
                            readiness_url="http://127.0.0.1:8188/system_stats", memory_gb=14.0),
     ]
 

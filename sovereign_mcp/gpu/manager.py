@@ -801,21 +801,37 @@ class GPUServiceManager:
     def _stop(self, config: GPUServiceSettings, job_id: str | None) -> None:
         """Run the stop command and wait until the readiness URL stops answering; persist the stop time.
 
+        The readiness URL is polled while the stop command runs, and the persisted stop time is the first
+        moment it no longer answered (the process is gone, its memory is on its way back). A stop command
+        that itself waits (``systemctl stop`` on the shipped units, whose ``ExecStopPost=/bin/sleep 60``
+        runs inside the stop job) therefore counts towards the cooldown instead of doubling it.
+
         Raises:
             ServiceStopError: command failed or the service still answers after ``stop_timeout`` (``failed``).
         """
         began = self._clock()
-        result = self._run(config.stop_command, config.command_timeout)
+        outcome: list[CommandResult] = []
+        command = threading.Thread(target=lambda: outcome.append(self._run(config.stop_command,
+                                                                           config.command_timeout)),
+                                   name=f"stop-{config.name}", daemon=True)
+        command.start()
+        gone_at: float | None = None
+        while command.is_alive():
+            if gone_at is None and not self._probe(config.readiness_url, self.settings.http_timeout).reachable:
+                gone_at = self._clock()
+            command.join(self.settings.poll_interval)
+        result = outcome[0] if outcome else CommandResult(1, "stop command thread ended without a result")
         if result.returncode != 0:
             reason = f"stop command exited with {result.returncode}: {_tail(result.output)}"
             self._fail(config.name, reason, job_id)
             raise ServiceStopError(config.name, f"cannot stop {config.name}: {reason}")
         deadline = self._clock() + config.stop_timeout
-        while True:
+        while gone_at is None:
             answer = self._probe(config.readiness_url, self.settings.http_timeout)
-            if not answer.reachable:
-                break
             now = self._clock()
+            if not answer.reachable:
+                gone_at = now
+                break
             if now >= deadline:
                 reason = f"still answers {config.readiness_url} ({answer.detail}) {config.stop_timeout:g} s after stop"
                 self._fail(config.name, reason, job_id)
@@ -824,10 +840,11 @@ class GPUServiceManager:
         now = self._clock()
         with self._tx() as cur:
             cur.execute("UPDATE gpu_services SET state = 'stopped', changed_at = ?, last_stop_at = ?, detail = '' "
-                        "WHERE name = ?", [now, now, config.name])
+                        "WHERE name = ?", [now, gone_at, config.name])
             cur.executemany("INSERT OR REPLACE INTO gpu_meta (key, value) VALUES (?, ?)",
-                            [("last_stop_at", repr(now)), ("last_stop_service", config.name)])
-            self._log(cur, config.name, "stopped", f"took {now - began:.2f} s", job_id, ts=now)
+                            [("last_stop_at", repr(gone_at)), ("last_stop_service", config.name)])
+            self._log(cur, config.name, "stopped", f"gone {gone_at - began:.2f} s after the stop request, "
+                      f"command done after {now - began:.2f} s", job_id, ts=gone_at)
 
     def _wait_cooldown(self, config: GPUServiceSettings, job_id: str | None) -> None:
         """Sleep until the cooldown after the last persisted stop is over (the longer of the stopped and the
