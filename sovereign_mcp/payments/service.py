@@ -247,5 +247,5 @@ def make_backend(settings: Settings, store: TokenStore) -> LightningBackend:
 
 def open_payments(settings: Settings) -> L402Service:
     """Store + backend + service for ``settings`` (SQLite under the data dir unless database_url)."""
-    store = TokenStore(settings.data_dir / "l402.sqlite3", settings.payments.database_url)
+    store = TokenStore(settings.data_dir / "l402.sqlite3", settings.payments.database_url or settings.database_url)
     return L402Service(settings, store, make_backend(settings, store))

@@ -1,5 +1,5 @@
 """The L402 token store: SQLite by default (WAL, survives restarts), PostgreSQL when
-``payments.database_url`` is a ``postgresql://`` URL (several server processes then share tokens).
+``database_url`` is a ``postgresql://`` URL (several server processes then share tokens).
 
 Every state change is one conditional ``UPDATE`` so concurrent calls, threads or processes cannot
 spend a token twice: :meth:`TokenStore.consume` succeeds only while ``calls_used < max_calls`` on a
@@ -8,13 +8,13 @@ paid, unrevoked token. Times are unix seconds; amounts are sats.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from sovereign_mcp.db import Cursor, Database
 
 State = Literal["pending", "paid", "expired", "revoked"]
 
@@ -74,55 +74,16 @@ class TokenStore:
     """SQL token store over SQLite (``path``) or PostgreSQL (``database_url``)."""
 
     def __init__(self, path: Path | None = None, database_url: str | None = None) -> None:
-        self.postgres = bool(database_url and database_url.startswith(("postgres://", "postgresql://")))
-        self._url = database_url
-        self._path = path
-        self._local = threading.local()
-        if not self.postgres:
-            if path is None:
-                raise ValueError("a SQLite path is needed when no PostgreSQL database_url is given")
-            path.parent.mkdir(parents=True, exist_ok=True)
-        with self._tx() as cur:
-            for statement in SCHEMA:
-                cur.execute(statement)
+        self.db = Database(path, database_url)
+        self.postgres = self.db.postgres
+        self.db.create(SCHEMA)
 
-    # -- connection handling -------------------------------------------------------------------
-    def _connect(self) -> Any:
-        if self.postgres:
-            import psycopg
-
-            return psycopg.connect(self._url, autocommit=False)
-        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
-
-    @contextmanager
-    def _tx(self, write: bool = True) -> Iterator[Any]:
-        """A transaction; SQLite writers take the write lock up front (``BEGIN IMMEDIATE``) so two
-        writers never deadlock upgrading a read lock; readers use a plain deferred transaction."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        cur = conn.cursor()
-        try:
-            if not self.postgres:
-                cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            yield _Cursor(cur, self.postgres)
-            conn.commit() if self.postgres else cur.execute("COMMIT")
-        except BaseException:
-            conn.rollback() if self.postgres else cur.execute("ROLLBACK")
-            raise
-        finally:
-            cur.close()
+    def _tx(self, write: bool = True) -> AbstractContextManager[Cursor]:
+        return self.db.tx(write)
 
     def close(self) -> None:
         """Close this thread's connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self.db.close()
 
     # -- tokens --------------------------------------------------------------------------------
     def add(self, token: TokenRecord) -> None:
@@ -231,29 +192,6 @@ class TokenStore:
     def settle_dev_invoice(self, payment_hash: str) -> None:
         with self._tx() as cur:
             cur.execute("UPDATE l402_dev_invoices SET paid = 1 WHERE payment_hash = ?", [payment_hash])
-
-
-class _Cursor:
-    """Runs ``?``-style SQL on either driver (psycopg uses ``%s``)."""
-
-    def __init__(self, cursor: Any, postgres: bool) -> None:
-        self._cursor = cursor
-        self._postgres = postgres
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        if self._postgres:
-            sql = sql.replace("?", "%s")
-        self._cursor.execute(sql, params)
-
-    def fetchone(self) -> Any:
-        return self._cursor.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
-
-    @property
-    def rowcount(self) -> int:
-        return self._cursor.rowcount
 
 
 def _record(row: Sequence[Any]) -> TokenRecord:
