@@ -65,10 +65,12 @@ def in_process(n: int) -> tuple[float, float, float]:
 
 
 def http_p50(requests: int, corpus: Path) -> tuple[float, float]:
-    env_bundle = {"SOVEREIGN_MCP_PAYMENTS__PRICES__VALIDATE_QUALITY__SATS": "21",
+    unlimited = {"SOVEREIGN_MCP_RATE_LIMIT__ENABLED": "false"}  # timing, not the 60/minute free-call limit
+    env_bundle = {**unlimited, "SOVEREIGN_MCP_PAYMENTS__PRICES__VALIDATE_QUALITY__SATS": "21",
                   "SOVEREIGN_MCP_PAYMENTS__PRICES__VALIDATE_QUALITY__CALLS": str(BUNDLE)}
     results = {}
-    for label, env in (("payments off", {"SOVEREIGN_MCP_PAYMENTS__ENABLED": "false"}), ("L402", env_bundle)):
+    for label, env in (("payments off", {**unlimited, "SOVEREIGN_MCP_PAYMENTS__ENABLED": "false"}),
+                       ("L402", env_bundle)):
         with tempfile.TemporaryDirectory() as data, running_server("--corpus", str(corpus), "--data-dir", data,
                                                                    env=env) as url:
             headers = {}

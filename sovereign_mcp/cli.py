@@ -18,6 +18,7 @@ from typing import Any
 
 from sovereign_mcp import __version__
 from sovereign_mcp.config import ConfigError, Settings, load_settings, redacted
+from sovereign_mcp.db import DatabaseUnavailable
 
 log = logging.getLogger("sovereign_mcp")
 
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default 8002)")
     serve.add_argument("--no-watch", action="store_true", help="do not rebuild the index on file changes")
+    serve.add_argument("--workers", type=int, metavar="N", help="HTTP worker processes (default 1; N > 1 "
+                       "serves stateless HTTP; share tokens and jobs across hosts with database_url)")
 
     search = sub.add_parser("search", parents=[common], help="search the corpus from the shell")
     search.add_argument("query", nargs="?", default="", help="words to look for (empty: newest articles)")
@@ -122,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
                                          help="GPU services, the step roles they serve, pending steps per role")
     p_services.add_argument("--json", action="store_true")
 
+    from sovereign_mcp.auth.cli import add_parser as add_token_parser
+
+    add_token_parser(sub, common, _common(nested=True))
+
     kb = sub.add_parser("kb", parents=[common], help="knowledge-base maintenance")
     kb_sub = kb.add_subparsers(dest="kb_command", required=True, metavar="ACTION")
     kb_check = kb_sub.add_parser("check", parents=[_common(nested=True)],
@@ -150,9 +157,12 @@ def _settings(args: argparse.Namespace, **server: Any) -> Settings:
     return load_settings(args.config, **overrides)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _setup_logging(level: str, log_format: str = "text") -> None:
+    """stderr logging at ``level``, ``text`` or ``json`` lines, request ids, secrets redacted
+    (:func:`sovereign_mcp.observability.logs.setup_logging`)."""
+    from sovereign_mcp.observability.logs import setup_logging
+
+    setup_logging(level, "json" if log_format == "json" else "text")
 
 
 def pid_file(settings: Settings) -> Path:
@@ -165,34 +175,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from sovereign_mcp.observability.logs import UVICORN_LOG_OPTIONS
     from sovereign_mcp.search.service import BlogService
     from sovereign_mcp.server.app import build_http_app, build_mcp, payments_for
 
-    settings = _settings(args, host=args.host, port=args.port)
+    settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
     if args.no_watch:
         settings.corpus.watch = False
-    _setup_logging(settings.log_level)
+    workers = settings.server.workers if args.transport == "http" else 1
+    if workers > 1:  # an MCP session lives in one process's memory: several processes serve stateless HTTP
+        settings.server.stateless_http = True
+    _setup_logging(settings.log_level, settings.observability.log_format)
     service = BlogService(settings)
     h = service.health()
     log.info("index ready: %s articles, %s passages (%s, %.2f s)", h["articles"], h["passages"],
              "from cache" if service.from_cache else "built", service.load_seconds)
-    if settings.corpus.watch:
+    if settings.corpus.watch and workers == 1:  # with N > 1 each worker watches (server/asgi.py)
         service.start_watching()
-    if hasattr(signal, "SIGHUP"):
+    if hasattr(signal, "SIGHUP") and workers == 1:  # N > 1: SIGHUP makes uvicorn replace the workers
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=service.reload, daemon=True).start())
     try:
         if args.transport == "stdio":
             build_mcp(service, payments=payments_for(settings)).run(transport="stdio", show_banner=False)
             return 0
-        _, app = build_http_app(service, settings)
+        _, app = build_http_app(service, settings)  # N > 1: proves the workers' build (server/asgi.py) will work
         pidf = pid_file(settings)
         pidf.parent.mkdir(parents=True, exist_ok=True)
         pidf.write_text(str(os.getpid()))
-        config = uvicorn.Config(app, host=settings.server.host, port=settings.server.port,
-                                log_level=settings.log_level, timeout_graceful_shutdown=5, lifespan="on")
+        if workers > 1:
+            from sovereign_mcp.observability.metrics import prepare_multiprocess_dir
+            from sovereign_mcp.server.asgi import export_settings
+
+            export_settings(settings)
+            prepare_multiprocess_dir(settings.data_dir / f"prometheus-{settings.server.port}")  # /metrics sums all
+        options: dict[str, Any] = dict(host=settings.server.host, port=settings.server.port,
+                                       log_level=settings.log_level, timeout_graceful_shutdown=5, lifespan="on",
+                                       proxy_headers=False,  # X-Forwarded-For: only server.trusted_proxies (app.py)
+                                       **UVICORN_LOG_OPTIONS)  # our handler and access line (observability/logs.py)
         log.info("serving MCP on http://%s:%d%s", settings.server.host, settings.server.port,
                  settings.server.path)
-        uvicorn.Server(config).run()
+        if workers > 1:  # uvicorn's supervisor: SIGTERM stops all, SIGHUP replaces the workers one by one
+            uvicorn.run("sovereign_mcp.server.asgi:create_app", factory=True, workers=workers, **options)
+        else:
+            uvicorn.Server(uvicorn.Config(app, **options)).run()
         pidf.unlink(missing_ok=True)
         return 0
     finally:
@@ -520,6 +545,12 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         service.close()
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    from sovereign_mcp.auth.cli import run
+
+    return run(args, _settings(args))
+
+
 def cmd_kb(args: argparse.Namespace) -> int:
     from sovereign_mcp.kb.loader import load_kb
 
@@ -545,7 +576,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 COMMANDS = {"serve": cmd_serve, "search": cmd_search, "index": cmd_index, "gate": cmd_gate,
             "diagnose": cmd_diagnose, "l402": cmd_l402, "pipeline": cmd_pipeline, "kb": cmd_kb,
-            "config": cmd_config}
+            "config": cmd_config, "token": cmd_token}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -557,6 +588,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sovereign-mcp: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
+        print(f"sovereign-mcp: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseUnavailable as exc:  # database_url names a PostgreSQL server that does not answer
         print(f"sovereign-mcp: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -70,12 +70,19 @@ class ServerSettings(_Section):
 class AuthSettings(_Section):
     """Operator authentication: bearer tokens for operator-only tools and routes (stdio is the local operator)."""
 
-    enabled: bool = Field(True, description="Operator-only tools need a bearer token with the operator scope.")
+    enabled: bool = Field(True, description="Operator-only tools need a bearer token with the operator scope "
+                          "(false: every HTTP caller is the operator; only for a server bound to loopback).")
     jwt_jwks_uri: str | None = Field(None, description="Also accept JWTs verified against this JWKS URL.")
     jwt_public_key: SecretStr | None = Field(None, description="Also accept JWTs signed by this PEM public key.")
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
-    jwt_operator_scope: str = Field("operator", description="JWT scope that grants operator access.")
+    jwt_operator_scope: str = Field("operator", min_length=1, description="JWT scope that grants operator access.")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> AuthSettings:
+        if self.jwt_public_key is not None and self.jwt_jwks_uri:  # FastMCP's JWTVerifier takes one of them
+            raise ValueError("set auth.jwt_public_key or auth.jwt_jwks_uri, not both")
+        return self
 
 
 class RateLimitSettings(_Section):
@@ -88,6 +95,17 @@ class RateLimitSettings(_Section):
                             "paid tool creates one).")
     storage_uri: str = Field("memory://", description="limits storage: memory:// (per process) or "
                              "redis://host:port to share counters between worker processes.")
+
+    @field_validator("free_calls", "challenges")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError("must be like '60/minute', '1000/hour' or '5 per second'") from None
+        return value
 
 
 class ObservabilitySettings(_Section):

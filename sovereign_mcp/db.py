@@ -1,22 +1,42 @@
 """One SQL layer for the stores that several threads and processes share (L402 tokens, operator tokens,
-pipeline jobs): SQLite in WAL mode by default, PostgreSQL (psycopg 3) when a ``postgresql://`` URL is
-configured (``Settings.database_url``).
+pipeline jobs): SQLite in WAL mode by default, PostgreSQL (psycopg 3 with a psycopg_pool connection
+pool) when a ``postgresql://`` URL is configured (``Settings.database_url``).
 
-SQL is written once with ``?`` placeholders; on PostgreSQL they become ``%s``. Writers on SQLite take
-the write lock up front (``BEGIN IMMEDIATE``), so two writers never deadlock upgrading a read lock.
-Each thread has its own connection.
+SQL is written once with ``?`` placeholders; on PostgreSQL they become ``%s`` (a ``?`` or ``%`` inside a
+quoted literal, a quoted identifier or a ``--`` comment is left as text). Portable SQL only: ``INSERT ...
+ON CONFLICT (...) DO UPDATE SET col = excluded.col`` instead of ``INSERT OR REPLACE``, ``CASE WHEN``
+instead of summing booleans, ``BIGINT`` / ``DOUBLE PRECISION`` types, and :attr:`Database.serial_primary_key`
+for an auto-numbered key.
+
+Writers on SQLite take the write lock up front (``BEGIN IMMEDIATE``), so two writers never deadlock
+upgrading a read lock; each thread (and each forked process) has its own SQLite connection. On
+PostgreSQL every transaction borrows a pooled connection; one that the server dropped (a restart, an
+idle timeout) is discarded, and if it fails on the first statement of a transaction the statement is
+retried once on a fresh connection, since nothing of that transaction has run yet.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+# A quoted literal, a quoted identifier or a line comment (kept as is), or one placeholder/percent sign.
+_SQL_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|[?%]")
+# Serialises CREATE TABLE IF NOT EXISTS between processes starting at once (it races on PostgreSQL's
+# catalog: "duplicate key value violates unique constraint pg_type_typname_nsp_index").
+_SCHEMA_LOCK_KEY = 0x50564D435053  # any constant bigint; "SVMCPS"
+
+
+class DatabaseUnavailable(ConnectionError):
+    """The configured PostgreSQL server cannot be reached; the message names it (password hidden)."""
 
 
 def is_postgres(url: str | None) -> bool:
@@ -24,22 +44,62 @@ def is_postgres(url: str | None) -> bool:
     return bool(url and url.startswith(POSTGRES_SCHEMES))
 
 
-class Cursor:
-    """Runs ``?``-style SQL on either driver (psycopg uses ``%s``); the subset of DB-API the stores use."""
+def redact_url(url: str) -> str:
+    """``url`` without its password, for error messages and logs."""
+    return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
 
-    def __init__(self, cursor: Any, postgres: bool) -> None:
+
+@functools.lru_cache(maxsize=1024)
+def to_pyformat(sql: str) -> str:
+    """``?`` placeholders -> psycopg's ``%s``; a literal ``%`` -> ``%%`` (psycopg reads every ``%`` when
+    parameters are passed, even inside quotes); a ``?`` inside quotes or a comment is left alone."""
+
+    def swap(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "?":
+            return "%s"
+        return token.replace("%", "%%")
+
+    return _SQL_TOKENS.sub(swap, sql)
+
+
+class Cursor:
+    """Runs ``?``-style SQL on either driver; the subset of DB-API the stores use."""
+
+    def __init__(self, cursor: Any, postgres: bool, session: _PgSession | None = None) -> None:
         self._cursor = cursor
         self.postgres = postgres
+        self._session = session
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        if self.postgres:
-            sql = sql.replace("?", "%s")
-        self._cursor.execute(sql, params)
+        """Run one statement; ``params`` fill the ``?`` placeholders in order."""
+        if not self.postgres:
+            self._cursor.execute(sql, params)
+            return
+        query = to_pyformat(sql)
+        if self._session is None:
+            self._cursor.execute(query, params)
+            return
+        try:
+            self._cursor.execute(query, params)
+        except Exception as exc:
+            if not self._session.may_retry(exc):
+                raise
+            self._cursor = self._session.reconnect()
+            self._cursor.execute(query, params)
+        self._session.started = True
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per row of parameters."""
+        rows = list(rows)
+        if not rows:
+            return
         if self.postgres:
-            sql = sql.replace("?", "%s")
-        self._cursor.executemany(sql, list(rows))
+            self.execute(sql, rows[0])  # first statement: may reconnect
+            if len(rows) > 1:
+                self._cursor.executemany(to_pyformat(sql), rows[1:])
+        else:
+            self._cursor.executemany(sql, rows)
 
     def fetchone(self) -> Any:
         return self._cursor.fetchone()
@@ -49,74 +109,175 @@ class Cursor:
 
     @property
     def rowcount(self) -> int:
+        """Rows changed by the last ``UPDATE``/``DELETE``/``INSERT`` (the atomic-claim check)."""
         return self._cursor.rowcount
+
+    @property
+    def description(self) -> Any:
+        """Column descriptions of the last ``SELECT``; ``description[i][0]`` is the column name."""
+        return self._cursor.description
+
+
+class _PgSession:
+    """One PostgreSQL transaction's connection, replaceable until its first statement has succeeded."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.conn = pool.getconn()
+        self.cursor = self.conn.cursor()
+        self.started = False
+
+    def may_retry(self, exc: Exception) -> bool:
+        import psycopg
+
+        return not self.started and isinstance(exc, psycopg.OperationalError) and self.conn.broken
+
+    def reconnect(self) -> Any:
+        """Give the broken connection back (the pool drops it), check the idle ones, take a fresh one."""
+        with suppress(Exception):
+            self.pool.putconn(self.conn)
+        self.pool.check()  # every idle connection from before a server restart is broken too
+        self.conn = self.pool.getconn()
+        self.cursor = self.conn.cursor()
+        return self.cursor
+
+    def end(self, commit: bool) -> None:
+        try:
+            if commit:
+                self.conn.commit()
+            else:
+                with suppress(Exception):  # a broken connection cannot roll back; the pool drops it
+                    self.conn.rollback()
+        finally:
+            with suppress(Exception):
+                self.cursor.close()
+            self.pool.putconn(self.conn)
 
 
 class Database:
-    """A SQLite file (``path``) or a PostgreSQL database (``url``), one connection per thread.
+    """A SQLite file (``path``) or a PostgreSQL database (``url``).
 
     Args:
         path: SQLite file, created with its folder; used when ``url`` is not a PostgreSQL URL.
-        url: ``postgresql://user:password@host:port/dbname``; needs the ``psycopg`` package.
-        busy_timeout: how long a SQLite writer waits for the lock, seconds.
+        url: ``postgresql://user:password@host:port/dbname``; needs the ``psycopg`` and ``psycopg_pool``
+            packages (dependencies of sovereign-mcp).
+        busy_timeout: how long a SQLite writer waits for the lock, or a PostgreSQL transaction for a
+            pooled connection, seconds.
+        pool_size: most PostgreSQL connections this process opens for this database.
 
     Raises:
         ValueError: neither a SQLite path nor a PostgreSQL URL.
+        DatabaseUnavailable: the PostgreSQL server cannot be reached (raised by the first transaction).
     """
 
-    def __init__(self, path: Path | None = None, url: str | None = None, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: Path | None = None, url: str | None = None, busy_timeout: float = 30.0,
+                 pool_size: int = 10) -> None:
         self.postgres = is_postgres(url)
         self.url = url if self.postgres else None
         self.path = path
         self.busy_timeout = busy_timeout
+        self.pool_size = pool_size
         self._local = threading.local()
+        self._pool: Any = None
+        self._pool_pid = 0
+        self._pool_lock = threading.Lock()
         if not self.postgres:
             if path is None:
                 raise ValueError("a SQLite path is needed when no PostgreSQL database_url is given")
             path.parent.mkdir(parents=True, exist_ok=True)
 
-    def _connect(self) -> Any:
+    @property
+    def serial_primary_key(self) -> str:
+        """Column type of an auto-numbered integer primary key in this dialect."""
         if self.postgres:
-            import psycopg
+            return "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
+        return "INTEGER PRIMARY KEY AUTOINCREMENT"
 
-            return psycopg.connect(self.url, autocommit=False)
+    # -- connections ------------------------------------------------------------------------------
+    def _sqlite(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
         conn.execute("PRAGMA synchronous=NORMAL")
+        self._local.conn, self._local.pid = conn, os.getpid()
         return conn
+
+    def _postgres_pool(self) -> Any:
+        with self._pool_lock:
+            if self._pool is not None and self._pool_pid == os.getpid():
+                return self._pool
+            from psycopg_pool import ConnectionPool, PoolTimeout
+
+            pool = ConnectionPool(self.url, min_size=1, max_size=self.pool_size, timeout=self.busy_timeout,
+                                  kwargs={"autocommit": False}, name="sovereign-mcp", open=False)
+            pool.open()
+            try:
+                pool.wait(timeout=min(self.busy_timeout, 10.0))
+            except PoolTimeout:
+                pool.close()
+                raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {redact_url(self.url or '')}: check "
+                                      "database_url, that the server runs and accepts this user") from None
+            self._pool, self._pool_pid = pool, os.getpid()
+            return pool
 
     @contextmanager
     def tx(self, write: bool = True) -> Iterator[Cursor]:
-        """A transaction on this thread's connection: committed on exit, rolled back on any exception."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        cur = conn.cursor()
-        try:
-            if not self.postgres:
-                cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            yield Cursor(cur, self.postgres)
-            conn.commit() if self.postgres else cur.execute("COMMIT")
-        except BaseException:
+        """A transaction: committed on exit, rolled back on any exception.
+
+        ``write`` (SQLite) takes the write lock at ``BEGIN``; PostgreSQL locks rows as statements touch them.
+        """
+        if self.postgres:
+            session = _PgSession(self._postgres_pool())
             try:
-                conn.rollback() if self.postgres else cur.execute("ROLLBACK")
-            finally:
-                if self.postgres and conn.closed:  # a dropped server connection: reconnect next time
-                    self._local.conn = None
+                yield Cursor(session.cursor, True, session)
+            except BaseException:
+                session.end(commit=False)
+                raise
+            session.end(commit=True)
+            return
+        cur = self._sqlite().cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            yield Cursor(cur, False)
+            cur.execute("COMMIT")
+        except BaseException:
+            with suppress(sqlite3.Error):
+                cur.execute("ROLLBACK")
             raise
         finally:
             cur.close()
 
+    @contextmanager
+    def session_connection(self) -> Iterator[Any]:
+        """A dedicated PostgreSQL connection outside the pool in autocommit mode (for session-level
+        advisory locks, which must outlive transactions); closed on exit."""
+        import psycopg
+
+        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=int(min(self.busy_timeout, 10)))
+        try:
+            yield conn
+        finally:
+            conn.close()
+
     def create(self, schema: Iterable[str]) -> None:
-        """Run ``CREATE ... IF NOT EXISTS`` statements (portable SQL: TEXT, INTEGER, BIGINT, DOUBLE PRECISION)."""
+        """Run ``CREATE ... IF NOT EXISTS`` statements (portable SQL: TEXT, INTEGER, BIGINT, DOUBLE PRECISION),
+        serialised between processes on PostgreSQL."""
         with self.tx() as cur:
+            if self.postgres:
+                cur.execute("SELECT pg_advisory_xact_lock(?)", [_SCHEMA_LOCK_KEY])
             for statement in schema:
                 cur.execute(statement)
 
     def close(self) -> None:
-        """Close this thread's connection."""
+        """Close this thread's SQLite connection, or the PostgreSQL pool (a later transaction reopens it)."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None and self._pool_pid == os.getpid():
+            pool.close()

@@ -79,3 +79,15 @@ def running_server(*args: str, timeout: float = 90.0, env: dict[str, str] | None
         finally:
             if proc.stdout:
                 proc.stdout.close()
+
+
+def operator_token(data_dir: Path, database_url: str | None = None) -> str:
+    """A new operator bearer token in the store of a server with this ``data_dir`` (or ``database_url``),
+    for ``fastmcp.Client(url, auth=token)`` or an ``Authorization: Bearer`` header."""
+    from sovereign_mcp.auth.tokens import OperatorTokenStore
+
+    store = OperatorTokenStore.for_settings(data_dir, database_url)
+    try:
+        return store.create(label="tests")[0]
+    finally:
+        store.close()

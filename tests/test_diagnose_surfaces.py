@@ -24,7 +24,7 @@ from sovereign_mcp.diagnostics.engine import MAX_LOG_BYTES
 from sovereign_mcp.diagnostics.service import DiagnosticsService
 from sovereign_mcp.kb.loader import load_kb
 from tests.fake_sglang import FakeSGLang, fake_sglang
-from tests.helpers import free_port, running_server
+from tests.helpers import free_port, operator_token, running_server
 from tests.test_diagnose_rules import BASELINE_COMMAND, COMMAND_CASES, LOG_CASES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,8 +185,19 @@ def fake() -> Iterator[FakeSGLang]:
 
 
 @pytest.fixture(scope="module")
-def server(corpus: Path, fake: FakeSGLang, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("diag-server")
+def server_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("diag-server")
+
+
+@pytest.fixture(scope="module")
+def operator(server_home: Path) -> str:
+    """An operator bearer token: the live probe is operator-only over HTTP."""
+    return operator_token(server_home / "data")
+
+
+@pytest.fixture(scope="module")
+def server(corpus: Path, fake: FakeSGLang, server_home: Path) -> Iterator[str]:
+    tmp = server_home
     (tmp / "meminfo").write_text(MEMINFO)
     with contextlib.ExitStack() as stack:
         with pytest.MonkeyPatch.context() as mp:  # the server process's environment only
@@ -249,8 +260,8 @@ async def test_mcp_mvp_arguments(server: str, tmp_path: Path):
 
 
 @pytest.mark.e2e
-async def test_mcp_probe_uses_the_configured_server(server: str, fake: FakeSGLang):
-    async with Client(f"{server}/mcp") as client:
+async def test_mcp_probe_uses_the_configured_server(server: str, fake: FakeSGLang, operator: str):
+    async with Client(f"{server}/mcp", auth=operator) as client:
         report = (await client.call_tool("diagnose_sglang", {"probe": True})).structured_content
     probe = report["probe"]
     assert probe["url"] == fake.url and probe["reachable"] is True and probe["ready"] is True
@@ -304,7 +315,7 @@ async def test_api_diagnose_matches_mcp(server: str):
                                                              "sglang-mem-fraction-too-high"}
     assert bad.status_code == 400 and "mem_fraction" in bad.json()["error"]
     assert bad.json()["details"][0]["field"] == "mem_fraction"
-    assert probe.status_code == 400 and "probe" in probe.json()["error"]  # no live probe over plain HTTP
+    assert probe.status_code == 401 and "operator-only" in probe.json()["error"]  # needs an operator token
     assert not_json.status_code == 415
     assert big.status_code == 400 and "paste the last part" in big.json()["error"]
 
@@ -313,8 +324,9 @@ async def test_api_diagnose_matches_mcp(server: str):
 async def test_mcp_probe_without_configured_url(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     _clean_env(monkeypatch, tmp_path)
     monkeypatch.setenv("SOVEREIGN_MCP_PAYMENTS__ENABLED", "false")
+    token = operator_token(tmp_path / "data")
     with running_server("--corpus", str(corpus), "--data-dir", str(tmp_path / "data")) as url:
-        async with Client(f"{url}/mcp") as client:
+        async with Client(f"{url}/mcp", auth=token) as client:
             result = await client.call_tool("diagnose_sglang", {"probe": True}, raise_on_error=False)
             plain = await client.call_tool("diagnose_sglang", {"launch_command": BASELINE_COMMAND})
     assert result.is_error

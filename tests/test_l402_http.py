@@ -132,6 +132,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @contextlib.contextmanager
 def serve(corpus: Path, home: Path, **env: str) -> Iterator[Server]:
     data = home / "data"
+    env = {"SOVEREIGN_MCP_RATE_LIMIT__ENABLED": "false", **env}  # these tests issue far more than 20 invoices/min
     with running_server("--corpus", str(corpus), "--data-dir", str(data), env=isolated_env(home, **env)) as url:
         yield Server(url, data, home)
 

@@ -20,6 +20,7 @@ from sovereign_mcp.config import load_settings
 from sovereign_mcp.payments.backends.dev import DevBackend
 from sovereign_mcp.payments.service import InvalidCredential, L402Service, client_key
 from sovereign_mcp.payments.store import TokenRecord, TokenStore
+from tests.pg_harness import postgres_url
 
 NOW = int(time.time())
 
@@ -344,13 +345,8 @@ def test_sqlite_store_needs_a_path() -> None:
 
 # -- PostgreSQL (optional) -----------------------------------------------------------------------------
 
-POSTGRES_URL = os.environ.get("SOVEREIGN_MCP_TEST_POSTGRES_URL")
-
-
-@pytest.mark.skipif(not POSTGRES_URL, reason="set SOVEREIGN_MCP_TEST_POSTGRES_URL=postgresql://... to run the "
-                                              "PostgreSQL token-store tests")
 def test_postgres_consume_is_atomic() -> None:
-    pytest.importorskip("psycopg", reason="the psycopg driver is needed for payments.database_url")
+    POSTGRES_URL = postgres_url()  # skipped without SOVEREIGN_MCP_TEST_POSTGRES_URL, failed under CI
     store = TokenStore(database_url=POSTGRES_URL)
     assert store.postgres
     single = paid(store)

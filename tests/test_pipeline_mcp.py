@@ -22,7 +22,7 @@ from fastmcp.exceptions import ToolError
 from sovereign_mcp.gpu import GPUServiceManager, find_overlaps
 from sovereign_mcp.pipeline.media import is_png, mp3_frame_offset
 from tests.fake_media import make_png
-from tests.helpers import running_server, spawn_server
+from tests.helpers import operator_token, running_server, spawn_server
 from tests.test_pipeline import World
 
 pytestmark = pytest.mark.e2e
@@ -72,7 +72,7 @@ async def test_trigger_returns_at_once_and_status_ends_done_with_artifacts(url: 
     while early.status(early_job).state != "done" and time.monotonic() < deadline:  # before any MCP request
         time.sleep(0.05)
     assert early.status(early_job).state == "done"
-    async with Client(url) as client:
+    async with Client(url, auth=operator_token(world.data_dir)) as client:  # list_jobs, cancel: operator-only
         tools = {t.name for t in await client.list_tools()}
         assert {"trigger_pipeline", "pipeline_status", "cancel_pipeline", "list_jobs"} <= tools
         started = time.perf_counter()

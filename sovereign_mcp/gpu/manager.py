@@ -23,7 +23,11 @@ Rules enforced by :meth:`GPUServiceManager.acquire`:
 * Every step is appended to the event log (:meth:`GPUServiceManager.events`); :func:`find_overlaps`
   checks from it that no two services were ever up together.
 
-State lives in SQLite (WAL) under the data dir. Times are unix seconds from the injected clock; memory
+State lives in SQLite (WAL) under the data dir, never in ``database_url``: the GPU is one physical box, so
+its state (which service runs, leases held by local process ids, the ``flock``) is per host by nature.
+Processes on that host share it through the data dir; a PostgreSQL job queue shared with other hosts is run
+by the one worker holding the queue's lock (:mod:`sovereign_mcp.pipeline.lock`), with this host's
+manager. Times are unix seconds from the injected clock; memory
 figures are GB (10^9 bytes). A lease does not stop its service when released: the next job for another
 service does, or :meth:`GPUServiceManager.stop`. Do not acquire a second service while holding a lease
 on another one in the same job: the second call waits for the first lease and ends in

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sovereign_mcp.config import Price, Settings
+from sovereign_mcp.observability.metrics import INVOICES_ISSUED
 from sovereign_mcp.payments import macaroons
 from sovereign_mcp.payments.backends.base import BackendUnavailable, LightningBackend
 from sovereign_mcp.payments.headers import CredentialError, challenges, parse_credential
@@ -131,6 +132,7 @@ class L402Service:
             tools=tool, price_sat=price.sats, max_calls=price.calls, state="pending", created_at=now,
             expires_at=invoice.expires_at, valid_until=valid_until, client=client,
         ))
+        INVOICES_ISSUED.labels(tool).inc()
         return PaymentChallenge(tool, price.sats, price.calls, invoice.bolt11, macaroon, invoice.payment_hash,
                                 invoice.expires_at)
 

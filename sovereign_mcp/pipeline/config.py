@@ -72,7 +72,7 @@ class JobOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    voices: dict[str, str] | None = Field(None, description="Speaker -> Voxtral voice for this job.")
+    voices: dict[str, str] | None = Field(None, max_length=20, description="Speaker -> Voxtral voice for this job.")
     speed: float | None = Field(None, ge=0.25, le=1.0, description="Voxtral speed (<= 1.0).")
     image_prompt: str | None = Field(None, max_length=2000, description="Hero image prompt (default: from topic).")
     seed: int | None = Field(None, ge=0, le=2**53)

@@ -55,7 +55,7 @@ class PipelineService:
                  gpu: GPUServiceManager | None = None) -> None:
         self.settings = settings
         self.config = settings.pipeline
-        self.store = JobStore(settings.data_dir)
+        self.store = JobStore(settings.data_dir, database_url=settings.database_url)
         self._articles = articles or (lambda: ())
         self._gates = gates
         self._chat = chat

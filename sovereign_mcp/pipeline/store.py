@@ -1,12 +1,18 @@
-"""Jobs, steps and artifacts in SQLite (WAL) under the data dir; artifact files next to it.
+"""Jobs, steps and artifacts in SQLite (WAL) under the data dir, or in PostgreSQL when ``database_url`` is a
+``postgresql://`` URL (several server processes or hosts then share the queue); artifact files under the
+data dir either way.
 
-Layout: ``<data_dir>/pipeline/jobs.sqlite3`` and ``<data_dir>/artifacts/<job_id>/<name>``. Every finished
+Layout: ``<data_dir>/pipeline/jobs.sqlite3`` (SQLite only) and ``<data_dir>/artifacts/<job_id>/<name>``. Every
+finished
 step keeps its output (text in the database, files as artifacts with their sha256), so a worker that
 died resumes a job after its last finished step: :meth:`JobStore.recover` puts steps left ``running``
 back to ``pending`` and nothing else is redone.
 
-Thread- and process-safe: one connection per thread, ``BEGIN IMMEDIATE`` for every write (as in the GPU
-manager and the L402 store). Times are unix seconds from the injected clock.
+Thread- and process-safe through :mod:`sovereign_mcp.db` (SQLite: ``BEGIN IMMEDIATE`` for every write;
+PostgreSQL: pooled connections). Every state change that two workers could race for is one conditional
+``UPDATE ... WHERE state = ...`` whose row count says who won (:meth:`JobStore.claim`). Only the worker holding
+:meth:`JobStore.worker_lock` runs steps and may :meth:`JobStore.recover`. Times are unix seconds from the
+injected clock.
 """
 
 from __future__ import annotations
@@ -16,15 +22,16 @@ import hashlib
 import json
 import os
 import re
-import sqlite3
-import threading
+import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sovereign_mcp.db import Cursor, Database
+from sovereign_mcp.pipeline.lock import FileWorkerLock, PostgresWorkerLock, WorkerLock
 from sovereign_mcp.pipeline.models import (
     ARTIFACT_MIME,
     FINISHED,
@@ -42,9 +49,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 RESUMED_STATE = "CASE WHEN started_at IS NULL THEN 'queued' ELSE 'running' END"
 
-SCHEMA = [
+SCHEMA = [  # {serial} is the dialect's auto-numbered primary key (Database.serial_primary_key)
     """CREATE TABLE IF NOT EXISTS pipeline_jobs (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq {serial},
         id TEXT NOT NULL UNIQUE,
         kind TEXT NOT NULL,
         topic TEXT NOT NULL,
@@ -59,10 +66,10 @@ SCHEMA = [
         cancel_requested INTEGER NOT NULL DEFAULT 0,
         current_step TEXT,
         current_service TEXT,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        started_at REAL,
-        finished_at REAL
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        started_at DOUBLE PRECISION,
+        finished_at DOUBLE PRECISION
     )""",
     "CREATE INDEX IF NOT EXISTS pipeline_jobs_state ON pipeline_jobs (state)",
     """CREATE TABLE IF NOT EXISTS pipeline_steps (
@@ -72,8 +79,8 @@ SCHEMA = [
         service TEXT,
         state TEXT NOT NULL,
         attempt INTEGER NOT NULL DEFAULT 1,
-        started_at REAL,
-        finished_at REAL,
+        started_at DOUBLE PRECISION,
+        finished_at DOUBLE PRECISION,
         output TEXT,
         detail TEXT,
         error TEXT,
@@ -84,10 +91,10 @@ SCHEMA = [
         name TEXT NOT NULL,
         path TEXT NOT NULL,
         sha256 TEXT NOT NULL,
-        bytes INTEGER NOT NULL,
+        bytes BIGINT NOT NULL,
         mime TEXT NOT NULL,
         step TEXT NOT NULL,
-        created_at REAL NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (job_id, name)
     )""",
 ]
@@ -141,48 +148,43 @@ def write_atomic(path: Path, data: bytes) -> None:
 class JobStore:
     """The pipeline's persistent state. ``data_dir`` holds ``pipeline/`` and ``artifacts/``."""
 
-    def __init__(self, data_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, data_dir: Path, *, clock: Callable[[], float] = time.time,
+                 database_url: str | None = None) -> None:
+        """Open (and create) the store.
+
+        Args:
+            data_dir: holds ``pipeline/`` (SQLite file, worker lock file) and ``artifacts/``.
+            clock: unix seconds.
+            database_url: ``postgresql://...`` keeps the records there; else SQLite under ``data_dir``.
+
+        Raises:
+            DatabaseUnavailable: PostgreSQL cannot be reached.
+        """
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / "pipeline" / "jobs.sqlite3"
         self.artifacts_root = self.data_dir / "artifacts"
         self._clock = clock
-        self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._tx() as cur:
-            for statement in SCHEMA:
-                cur.execute(statement)
+        self.db = Database(self.path, database_url)
+        self.postgres = self.db.postgres
+        self.db.create(s.replace("{serial}", self.db.serial_primary_key) for s in SCHEMA)
 
     # -- database -------------------------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
-
-    @contextlib.contextmanager
-    def _tx(self, write: bool = True) -> Iterator[sqlite3.Cursor]:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = self._local.conn = self._connect()
-            self._local.pid = os.getpid()
-        cur = conn.cursor()
-        try:
-            cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            yield cur
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        finally:
-            cur.close()
+    def _tx(self, write: bool = True) -> contextlib.AbstractContextManager[Cursor]:
+        return self.db.tx(write)
 
     def close(self) -> None:
-        """Close this thread's connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Close this thread's SQLite connection or the PostgreSQL pool (reopened on next use)."""
+        self.db.close()
+
+    def worker_lock(self) -> WorkerLock:
+        """The lock that makes one worker run the queue: a ``flock`` on ``pipeline/worker.lock`` with SQLite
+        (processes on this host share the file), a PostgreSQL session advisory lock with ``database_url``
+        (every process and host sharing the database). Either is released by the OS or the server when the
+        holder dies."""
+        if self.postgres:
+            return PostgresWorkerLock(self.db)
+        return FileWorkerLock(self.path.with_name("worker.lock"))
 
     def job_dir(self, job_id: str) -> Path:
         if not JOB_ID_RE.match(job_id):
@@ -191,9 +193,10 @@ class JobStore:
 
     # -- jobs -----------------------------------------------------------------------------------------
     def create(self, kind: str, topic: str, source_slugs: list[str], sources: str, options: dict[str, Any]) -> str:
-        """A new queued job with all its steps pending; returns its id."""
+        """A new queued job with all its steps pending; returns its id (128 random bits, hex: whoever holds
+        the id can read the job's status and artifacts, so it must not be guessable)."""
         steps = KIND_STEPS[kind]
-        job_id = uuid.uuid4().hex[:12]
+        job_id = secrets.token_hex(16)
         now = self._clock()
         tracks = sorted({s.track for s in steps if s.service == "sglang"})
         with self._tx() as cur:
@@ -206,7 +209,7 @@ class JobStore:
                             [(job_id, i, s.name, s.service) for i, s in enumerate(steps)])
         return job_id
 
-    def _row(self, cur: sqlite3.Cursor, job_id: str) -> dict[str, Any]:
+    def _row(self, cur: Cursor, job_id: str) -> dict[str, Any]:
         cur.execute("SELECT * FROM pipeline_jobs WHERE id = ?", [job_id])
         row = cur.fetchone()
         if row is None:
@@ -270,6 +273,12 @@ class JobStore:
             cur.execute(f"SELECT COUNT(*) FROM pipeline_jobs WHERE state IN {ACTIVE}")
             return int(cur.fetchone()[0])
 
+    def count_by_state(self) -> dict[str, int]:
+        """Number of jobs per state (only states that have jobs), e.g. ``{"queued": 2, "done": 7}``."""
+        with self._tx(write=False) as cur:
+            cur.execute("SELECT state, COUNT(*) FROM pipeline_jobs GROUP BY state")
+            return {str(state): int(n) for state, n in cur.fetchall()}
+
     def pending_by_service(self) -> dict[str, int]:
         """Pending steps of active jobs per GPU role (``cpu`` for none)."""
         with self._tx(write=False) as cur:
@@ -305,12 +314,12 @@ class JobStore:
         """Mark ``step`` running if its job is still active and not cancelling; ``False`` otherwise."""
         now = self._clock()
         with self._tx() as cur:
-            row = self._row(cur, job_id)
-            if row["state"] not in ACTIVE or row["cancel_requested"]:
-                return False
+            # one conditional UPDATE: of two workers racing for the step, exactly one changes a row
             cur.execute("UPDATE pipeline_steps SET state = 'running', started_at = ?, finished_at = NULL, error = NULL "
-                        "WHERE job_id = ? AND name = ? AND state = 'pending'", [now, job_id, step])
-            if not cur.rowcount:
+                        "WHERE job_id = ? AND name = ? AND state = 'pending' AND EXISTS (SELECT 1 FROM pipeline_jobs j "
+                        f"WHERE j.id = ? AND j.state IN {ACTIVE} AND j.cancel_requested = 0)",
+                        [now, job_id, step, job_id])
+            if cur.rowcount != 1:
                 return False
             cur.execute("UPDATE pipeline_jobs SET state = 'running', started_at = COALESCE(started_at, ?), "
                         "current_step = ?, current_service = ?, message = ?, updated_at = ? WHERE id = ?",
@@ -352,8 +361,9 @@ class JobStore:
                         [now, output, json.dumps(detail) if detail is not None else None, job_id, step])
             return self._after_step(cur, job_id, now, f"finished {step}")
 
-    def _after_step(self, cur: sqlite3.Cursor, job_id: str, now: float, message: str) -> bool:
-        cur.execute("SELECT COUNT(*), SUM(state = 'done') FROM pipeline_steps WHERE job_id = ?", [job_id])
+    def _after_step(self, cur: Cursor, job_id: str, now: float, message: str) -> bool:
+        cur.execute("SELECT COUNT(*), SUM(CASE WHEN state = 'done' THEN 1 ELSE 0 END) FROM pipeline_steps "
+                    "WHERE job_id = ?", [job_id])
         total, done = cur.fetchone()
         if done == total:
             cur.execute("UPDATE pipeline_jobs SET state = 'done', finished_at = ?, updated_at = ?, "
@@ -436,7 +446,7 @@ class JobStore:
             self._cancel(cur, job_id, now)
             return "cancelled"
 
-    def _cancel(self, cur: sqlite3.Cursor, job_id: str, now: float) -> None:
+    def _cancel(self, cur: Cursor, job_id: str, now: float) -> None:
         cur.execute("UPDATE pipeline_steps SET state = 'cancelled' WHERE job_id = ? "
                     "AND state IN ('pending', 'running')", [job_id])
         cur.execute("UPDATE pipeline_jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?, "
@@ -486,8 +496,10 @@ class JobStore:
         mime = ARTIFACT_MIME.get(path.suffix.lower(), "application/octet-stream")
         now = self._clock()
         with self._tx() as cur:
-            cur.execute("INSERT OR REPLACE INTO pipeline_artifacts (job_id, name, path, sha256, bytes, mime, step, "
-                        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            cur.execute("INSERT INTO pipeline_artifacts (job_id, name, path, sha256, bytes, mime, step, created_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, name) DO UPDATE SET "
+                        "path = excluded.path, sha256 = excluded.sha256, bytes = excluded.bytes, "
+                        "mime = excluded.mime, step = excluded.step, created_at = excluded.created_at",
                         [job_id, name, str(path.relative_to(self.artifacts_root)), digest, size, mime, step, now])
         return ArtifactOut(name=name, uri="", mime_type=mime, bytes=size, sha256=digest, step=step, created_at=now)
 

@@ -1,8 +1,11 @@
 """The job worker: one thread per data dir runs queued steps, grouped by GPU service.
 
-* Exactly one worker per data dir holds ``<data_dir>/pipeline/worker.lock`` (``fcntl.flock``, released by
-  the kernel if the process dies). A worker that cannot get it stands by and retries, so the server's
-  worker takes over when a ``pipeline run --wait`` worker finishes, and vice versa.
+* Exactly one worker per job queue holds the store's worker lock (:mod:`sovereign_mcp.pipeline.lock`: a
+  ``flock`` on ``<data_dir>/pipeline/worker.lock`` with SQLite, a PostgreSQL advisory lock with
+  ``database_url``; released by the kernel or the database if the process dies). A worker that cannot get
+  it stands by and retries, so the server's worker takes over when a ``pipeline run --wait`` worker
+  finishes, and vice versa; with ``serve --workers N`` every process runs a worker thread and one of them
+  holds the lock (the others stand by and take over if it exits).
 * On taking the lock it recovers: steps a dead worker left ``running`` go back to ``pending`` and the
   job resumes after its last finished step.
 * Before a step that needs a GPU service it holds a lease on it from the :class:`GPUServiceManager`
@@ -17,9 +20,7 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -50,8 +51,7 @@ class PipelineWorker:
         self.service = service
         self.store = service.store
         self.config = service.settings.pipeline
-        self.lock_path = self.store.path.with_name("worker.lock")
-        self._lock_fd: int | None = None
+        self._lock = self.store.worker_lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -68,7 +68,7 @@ class PipelineWorker:
     @property
     def active(self) -> bool:
         """Whether this worker holds the worker lock (it is the one running jobs)."""
-        return self._lock_fd is not None
+        return self._lock.held
 
     def start(self) -> None:
         """Run in a daemon thread until :meth:`stop` (idempotent)."""
@@ -118,28 +118,18 @@ class PipelineWorker:
             self._drop_lock()
 
     def _take_lock(self) -> bool:
-        if self._lock_fd is not None:
-            return True
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        was_held = self._lock.held
+        if not self._lock.acquire():
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}\n".encode())
-        self._lock_fd = fd
+        if was_held:
+            return True
         resumed = self.store.recover()
         if resumed:
             log.info("pipeline worker: resuming %d job(s) after a restart: %s", len(resumed), ", ".join(resumed))
         return True
 
     def _drop_lock(self) -> None:
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._lock.release()
 
     # -- GPU leases -------------------------------------------------------------------------------
     def _release(self) -> None:

@@ -13,12 +13,17 @@ from fastmcp import FastMCP
 from fastmcp.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
 from starlette.types import ASGIApp
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from sovereign_mcp import __version__
+from sovereign_mcp.auth.verifier import verifier_for
 from sovereign_mcp.config import Settings
 from sovereign_mcp.diagnostics.service import DiagnosticsService
 from sovereign_mcp.gate.service import GateService
+from sovereign_mcp.observability.metrics import StateCollector
 from sovereign_mcp.payments.service import L402Service, open_payments
+from sovereign_mcp.pipeline.service import PipelineService
+from sovereign_mcp.ratelimit import limiter_for
 from sovereign_mcp.search import api
 from sovereign_mcp.search.api import (
     ArticleOut,
@@ -36,11 +41,21 @@ from sovereign_mcp.search.api import (
 )
 from sovereign_mcp.search.index import ArticleNotFound
 from sovereign_mcp.search.service import BlogService
+from sovereign_mcp.server.auth import BearerAuthMiddleware
 from sovereign_mcp.server.diagnostics import register_diagnostics
+from sovereign_mcp.server.limits import RequestLimitsGuard
+from sovereign_mcp.server.metrics import (
+    ObservabilityMiddleware,
+    ToolMetricsMiddleware,
+    known_tools,
+    register_metrics,
+    state_sources_for,
+)
 from sovereign_mcp.server.payments import L402HTTPGuard, L402Middleware, register_lnurl
 from sovereign_mcp.server.pipeline import pipeline_service_for, register_pipeline
 from sovereign_mcp.server.quality import register_quality
 from sovereign_mcp.server.routes import register_routes
+from sovereign_mcp.server.timeouts import ToolTimeoutMiddleware
 
 INSTRUCTIONS = """\
 Tools over the operator's published blog about running a sovereign AI stack (DGX Spark, SGLang,
@@ -72,7 +87,8 @@ def payments_for(settings: Settings) -> L402Service | None:
 
 
 def build_mcp(service: BlogService, gates: GateService | None = None,
-              diagnostics: DiagnosticsService | None = None, payments: L402Service | None = None) -> FastMCP:
+              diagnostics: DiagnosticsService | None = None, payments: L402Service | None = None,
+              pipeline: PipelineService | None = None) -> FastMCP:
     """A FastMCP server with the blog tools and resources of ``service`` and the quality gate."""
     mcp = FastMCP(name="sovereign-mcp", version=__version__, instructions=INSTRUCTIONS,
                   mask_error_details=True)
@@ -121,10 +137,13 @@ def build_mcp(service: BlogService, gates: GateService | None = None,
 
     gates = gates or gate_service_for(service)
     register_quality(mcp, gates)
-    register_diagnostics(mcp, diagnostics or diagnostics_service_for(service, gates))
-    register_pipeline(mcp, pipeline_service_for(service, gates))
+    operator_auth = service.settings.auth.enabled
+    register_diagnostics(mcp, diagnostics or diagnostics_service_for(service, gates), operator_auth)
+    register_pipeline(mcp, pipeline or pipeline_service_for(service, gates), operator_auth)
     if payments is not None:
         mcp.add_middleware(L402Middleware(payments))
+    mcp.add_middleware(ToolTimeoutMiddleware.from_settings(service.settings.server))  # inside L402: refunds
+    mcp.middleware.insert(0, ToolMetricsMiddleware())  # outermost: sees every other middleware's answer
     return mcp
 
 
@@ -136,8 +155,11 @@ def build_http_app(service: BlogService, settings: Settings, gates: GateService 
     gates = gates or gate_service_for(service)
     diagnostics = diagnostics_service_for(service, gates)
     payments = payments_for(settings) if payments == "auto" else payments
-    mcp = build_mcp(service, gates, diagnostics, payments)
+    pipeline = pipeline_service_for(service, gates)
+    mcp = build_mcp(service, gates, diagnostics, payments, pipeline)
     register_routes(mcp, service, gates, diagnostics, settings, payments)
+    register_metrics(mcp, settings, StateCollector(state_sources_for(
+        settings, lambda: (len(service.index.articles), len(service.index.passages)), payments, pipeline)))
     if payments is not None:
         register_lnurl(mcp, payments, settings.payments.public_url)
     srv = settings.server
@@ -149,6 +171,16 @@ def build_http_app(service: BlogService, settings: Settings, gates: GateService 
         allowed_hosts=[*srv.allowed_hosts, srv.host, f"{srv.host}:{srv.port}"] if srv.allowed_hosts else None,
         allowed_origins=srv.allowed_origins or None,
     )
+    # Layers, outermost first: ProxyHeaders (client IP from X-Forwarded-For, trusted proxies only) ->
+    # BearerAuth (scope["user"]) -> RequestLimits (413 body, 429 per client) -> L402 guard (402) -> FastMCP.
+    outer: ASGIApp = app
     if payments is not None:
-        return mcp, L402HTTPGuard(app, payments, srv.path, max_body=4 * 1024 * 1024)
-    return mcp, app
+        outer = L402HTTPGuard(outer, payments, srv.path, max_body=srv.max_mcp_body_bytes)
+    outer = RequestLimitsGuard(outer, srv.path, srv.max_mcp_body_bytes, limiter_for(settings), payments)
+    if settings.auth.enabled:  # outermost: operator bearer tokens (off = a loopback-only deployment)
+        outer = BearerAuthMiddleware(outer, verifier_for(settings))
+    if srv.trusted_proxies:  # uvicorn's own proxy_headers is off in cmd_serve, so only these are believed
+        outer = ProxyHeadersMiddleware(outer, trusted_hosts=srv.trusted_proxies)
+    # outermost of all: request id (X-Request-ID), HTTP metrics and the access log line
+    outer = ObservabilityMiddleware(outer, app.routes, srv.path, known_tools(mcp))
+    return mcp, outer

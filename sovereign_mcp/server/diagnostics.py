@@ -7,6 +7,7 @@ from fastmcp.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from sovereign_mcp.auth.verifier import caller_is_operator
 from sovereign_mcp.diagnostics.engine import MAX_LOG_BYTES, DiagnoseInputError, DiagnosisReport
 from sovereign_mcp.diagnostics.service import DiagnosticsService
 
@@ -23,7 +24,11 @@ Command = Annotated[
         ),
     ),
 ]
-Env = Annotated[dict[str, str] | str | None, Field(description="Environment: a mapping or KEY=VALUE lines.")]
+EnvMap = Annotated[dict[Annotated[str, Field(max_length=256)], Annotated[str, Field(max_length=10_000)]],
+                  Field(max_length=1000)]
+Env = Annotated[EnvMap | Annotated[str, Field(max_length=100_000)] | None,
+                Field(description="Environment: a mapping (up to 1000 names) or KEY=VALUE lines (up to 100,000 "
+                      "characters).")]
 Hardware = Annotated[str | None, Field(max_length=200, description="e.g. 'DGX Spark GB10' (default: the config's).")]
 Probe = Annotated[bool, Field(description="Also probe the configured SGLang server (diagnostics.sglang_url).")]
 Backend = Annotated[str | None, Field(max_length=50, description="MVP: value of --attention-backend.")]
@@ -32,8 +37,14 @@ GraphBs = Annotated[int | None, Field(ge=0, le=100_000, description="MVP: value 
 ImageTag = Annotated[str | None, Field(max_length=300, description="MVP: container image (or just its tag).")]
 
 
-def register_diagnostics(mcp: FastMCP, service: DiagnosticsService) -> None:
-    """Add ``diagnose_sglang`` to ``mcp``."""
+PROBE_REFUSED = ("probe=true is operator-only (it reaches the live SGLang server): call again with "
+                 "'Authorization: Bearer <operator token>' (sovereign-mcp token create --scope operator), over "
+                 "stdio, or without probe")
+
+
+def register_diagnostics(mcp: FastMCP, service: DiagnosticsService, operator_auth: bool = True) -> None:
+    """Add ``diagnose_sglang`` to ``mcp``; with ``operator_auth`` the live probe needs the operator
+    (:func:`~sovereign_mcp.auth.verifier.caller_is_operator`)."""
 
     @mcp.tool(annotations=DIAGNOSE)
     def diagnose_sglang(
@@ -55,6 +66,8 @@ def register_diagnostics(mcp: FastMCP, service: DiagnosticsService) -> None:
         the concrete flags/commands to apply and the known-good baseline for the hardware. With
         probe=true the configured server is probed (/health, /server_info, /model_info, /metrics).
         """
+        if probe and operator_auth and not caller_is_operator():
+            raise ToolError(PROBE_REFUSED)
         url = service.settings.sglang_url if probe else None
         if probe and not url:
             raise ToolError("no SGLang server to probe: set diagnostics.sglang_url in the server config")

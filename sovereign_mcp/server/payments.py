@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sovereign_mcp.auth.verifier import has_operator_token, scope_is_operator
 from sovereign_mcp.payments.backends.base import BackendUnavailable
 from sovereign_mcp.payments.service import (
     InvalidCredential,
@@ -36,6 +37,14 @@ from sovereign_mcp.payments.service import (
     PaymentChallenge,
     PaymentsUnavailable,
     client_key,
+)
+from sovereign_mcp.server.jsonrpc import (
+    INVALID_REQUEST,
+    BodyTooLarge,
+    error_response,
+    read_body,
+    replaying,
+    tool_calls,
 )
 
 FREE_FLAG = "l402_free_call"
@@ -75,6 +84,8 @@ def _client(scope_or_request: Any) -> str:
 def authorize_http(service: L402Service, request: Request, tool: str) -> Response | None:
     """Gate a plain-HTTP call of ``tool``: ``None`` when it may run (credential spent or free call),
     else the 402/503 response to send."""
+    if scope_is_operator(request.scope):
+        return None
     credential = request.headers.get("authorization")
     client = _client(request)
     try:
@@ -105,44 +116,26 @@ class L402HTTPGuard:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") != self.path:
             await self.app(scope, receive, send)
             return
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_body:
-                break
+        try:
+            body = await read_body(scope, receive, self.max_body)
+        except BodyTooLarge as exc:
+            await error_response(None, INVALID_REQUEST, str(exc), 413)(scope, receive, send)
+            return
         response = self._check(scope, body)
         if response is not None:
             await response(scope, receive, send)
             return
-        replayed = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     def _check(self, scope: Scope, body: bytes) -> Response | None:
-        try:
-            payload = json.loads(body or b"null")
-        except (ValueError, RecursionError):
-            return None  # let the MCP layer report the parse error
-        messages = payload if isinstance(payload, list) else [payload]
+        if scope_is_operator(scope):  # a verified operator bearer token (server/auth.py) pays nothing
+            return None
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        for message in messages:
-            if not isinstance(message, dict) or message.get("method") != "tools/call":
+        for call in tool_calls(scope, body):  # [] when not JSON: the MCP layer reports the parse error
+            tool = call.name
+            if self.service.price(tool) is None:
                 continue
-            params = message.get("params") or {}
-            tool = params.get("name") if isinstance(params, dict) else None
-            if not isinstance(tool, str) or self.service.price(tool) is None:
-                continue
-            args = params.get("arguments") if isinstance(params.get("arguments"), dict) else None
-            credential = credential_from(args, params.get("_meta"), headers.get("authorization"))
+            credential = credential_from(call.arguments, call.meta, headers.get("authorization"))
             client = _client(scope)
             try:
                 if credential is None:
@@ -177,7 +170,7 @@ class L402Middleware(Middleware):
     async def on_call_tool(self, context: MiddlewareContext, call_next):  # type: ignore[override]
         params = context.message
         tool = params.name
-        if self.service.price(tool) is None:
+        if self.service.price(tool) is None or has_operator_token():
             return await call_next(context)
         headers = get_http_headers(include={"authorization"})
         credential = credential_from(params.arguments, _request_meta(context), headers.get("authorization"))

@@ -23,6 +23,7 @@ from fastmcp.tools import ToolResult
 from mcp.types import ResourceLink, TextContent, ToolAnnotations
 from pydantic import Field, TypeAdapter
 
+from sovereign_mcp.auth.verifier import operator_only
 from sovereign_mcp.gate.service import GateService
 from sovereign_mcp.pipeline.models import JobKind, JobList, JobStatus, JobTicket
 from sovereign_mcp.pipeline.service import PipelineInputError, PipelineService
@@ -36,9 +37,9 @@ FINISHED = ("done", "failed", "cancelled")
 
 KindArg = Annotated[JobKind, Field(description="'article', 'podcast', 'hero_image' or 'full' (all three).")]
 TopicArg = Annotated[str, Field(min_length=1, max_length=2000, description="What the piece is about.")]
-Slugs = Annotated[list[str] | None, Field(max_length=20, description="Published articles (slugs from search_blog) "
-                                          "whose text is injected as sources.")]
-Options = Annotated[dict[str, Any] | None, Field(description=(
+Slugs = Annotated[list[Annotated[str, Field(max_length=300)]] | None, Field(
+    max_length=20, description="Published articles (slugs from search_blog) whose text is injected as sources.")]
+Options = Annotated[dict[str, Any] | None, Field(max_length=20, description=(
     "Optional overrides: voices {SPEAKER: voice}, speed (<= 1.0), image_prompt, seed, width, height, "
     "gate_retries."))]
 JobId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The job id.")]
@@ -83,9 +84,14 @@ def _status_result(status: JobStatus) -> ToolResult:
     return ToolResult(content=[TextContent(type="text", text=json.dumps(data)), *links], structured_content=data)
 
 
-def register_pipeline(mcp: FastMCP, pipeline: PipelineService) -> None:
-    """Add the pipeline's tools and resources to ``mcp`` and tie its worker to the server's lifespan."""
+def register_pipeline(mcp: FastMCP, pipeline: PipelineService, operator_auth: bool = True) -> None:
+    """Add the pipeline's tools and resources to ``mcp`` and tie its worker to the server's lifespan.
+
+    With ``operator_auth``, ``cancel_pipeline``, ``list_jobs`` and ``gpu_services`` are operator-only (hidden
+    from other callers' tool lists); ``pipeline_status`` and the job resources answer whoever holds the job id.
+    """
     mcp.add_provider(_WorkerLifespan(pipeline))
+    operator = operator_only(operator_auth)
 
     @mcp.tool(annotations=TRIGGER)
     def trigger_pipeline(kind: KindArg, topic: TopicArg, source_slugs: Slugs = None, options: Options = None,
@@ -124,7 +130,7 @@ def register_pipeline(mcp: FastMCP, pipeline: PipelineService) -> None:
             await anyio.sleep(min(0.5, max(0.0, deadline - anyio.current_time())))
             status = await anyio.to_thread.run_sync(pipeline.status, job_id)
 
-    @mcp.tool(annotations=CANCEL)
+    @mcp.tool(annotations=CANCEL, auth=operator)
     def cancel_pipeline(job_id: JobId) -> JobStatus:
         """Cancel a job: at once if no step is running, else when the current step ends. Finished steps
         and artifacts are kept."""
@@ -133,10 +139,16 @@ def register_pipeline(mcp: FastMCP, pipeline: PipelineService) -> None:
         except JobNotFound as exc:
             raise ToolError(str(exc)) from None
 
-    @mcp.tool(annotations=READ)
+    @mcp.tool(annotations=READ, auth=operator)
     def list_jobs(state: StateArg = None, limit: Limit = 50) -> JobList:
         """Pipeline jobs, newest first: id, kind, topic, state, message, progress, GPU service in use."""
         return pipeline.list(state, limit)
+
+    @mcp.tool(annotations=READ, auth=operator)
+    def gpu_services() -> dict[str, Any]:
+        """The GPU services as recorded (state, memory, leases, cooldown, MemAvailable), the step role each
+        serves, pending steps per role and active jobs. Reads records only; starts or probes nothing."""
+        return pipeline.services()
 
     @mcp.resource("pipeline://jobs/{job_id}", name="pipeline-job", mime_type="application/json",
                   description="One pipeline job's status as JSON (same as pipeline_status).")

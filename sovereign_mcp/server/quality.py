@@ -20,12 +20,14 @@ CHECK = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint
 
 Text = Annotated[str, Field(max_length=MAX_INPUT_BYTES, description="The article or script (Markdown), up to 2 MB.")]
 KindArg = Annotated[Kind, Field(description="'article' or 'podcast' (a 'SPEAKER: text' script).")]
-RuleIds = Annotated[list[str] | None, Field(max_length=200, description="Only these rule ids (default: all).")]
+RuleIds = Annotated[list[Annotated[str, Field(max_length=200)]] | None,
+                    Field(max_length=200, description="Only these rule ids (default: all).")]
 Scope = Annotated[str | None, Field(max_length=40, description="Only entries of this scope, e.g. 'podcast'.")]
 L402Arg = Annotated[str | None, Field(max_length=8000, description=(
     "Paid tool: the credential 'L402 <macaroon>:<hex preimage>' after paying, for clients that cannot "
     "send an Authorization header or request _meta."))]
 Topic = Annotated[str, Field(min_length=1, max_length=2000, description="What the piece is about.")]
+Sources = Annotated[str, Field(max_length=MAX_INPUT_BYTES, description="Source material to draw on, up to 2 MB.")]
 
 
 class KBRuleOut(BaseModel):
@@ -83,11 +85,11 @@ def register_quality(mcp: FastMCP, gates: GateService) -> None:
         return entry.path.read_text(encoding="utf-8")
 
     @mcp.prompt
-    def write_article(topic: Topic, sources: str = "") -> str:
+    def write_article(topic: Topic, sources: Sources = "") -> str:
         """Prompt for a blog article, with the article-scope KB rules injected."""
         return build_prompt(gates.kb, "article", topic, sources)
 
     @mcp.prompt
-    def write_podcast_script(topic: Topic, sources: str = "") -> str:
+    def write_podcast_script(topic: Topic, sources: Sources = "") -> str:
         """Prompt for a HEXABELLA / CIPHERFOX podcast script, with the podcast-scope KB rules injected."""
         return build_prompt(gates.kb, "podcast", topic, sources)

@@ -1,15 +1,17 @@
 """Plain-HTTP routes: ``GET /health`` and the JSON ``/api/*`` endpoints for web widgets.
 
 ``/api/search``, ``/api/article``, ``/api/tags``, ``/api/validate`` (the quality gate) and
-``/api/diagnose`` (SGLang diagnostics, without the live probe) accept
+``/api/diagnose`` (SGLang diagnostics; ``probe: true`` is operator-only) accept
 ``POST`` with a JSON object body or ``GET`` with query parameters, validated by the same argument
 types as the MCP tools. Errors are JSON ``{"error": "...", "details": [...]}``: 400 bad arguments,
-404 unknown article, 413 body too large, 415 not JSON.
+404 unknown article, 413 body too large, 415 not JSON; 401 for an operator-only option without an
+operator bearer token (``WWW-Authenticate: Bearer scope="operator"``, RFC 6750 §3).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from sovereign_mcp import __version__
+from sovereign_mcp.auth.verifier import scope_is_operator
 from sovereign_mcp.config import Settings
 from sovereign_mcp.diagnostics.engine import MAX_LOG_BYTES
 from sovereign_mcp.diagnostics.service import DiagnosticsService
@@ -30,7 +33,18 @@ from sovereign_mcp.search import api
 from sovereign_mcp.search.api import Count, MaxChars, Offset, Query, SectionRef, Slug, Sort, Tag, TagSort
 from sovereign_mcp.search.index import ArticleNotFound
 from sovereign_mcp.search.service import BlogService
-from sovereign_mcp.server.diagnostics import Backend, Command, Env, GraphBs, Hardware, ImageTag, Log, MemFraction
+from sovereign_mcp.server.diagnostics import (
+    PROBE_REFUSED,
+    Backend,
+    Command,
+    Env,
+    GraphBs,
+    Hardware,
+    ImageTag,
+    Log,
+    MemFraction,
+    Probe,
+)
 from sovereign_mcp.server.payments import authorize_http
 from sovereign_mcp.server.quality import KindArg, RuleIds, Text
 
@@ -58,7 +72,7 @@ class TagsRequest(_Request):
 
 
 class DiagnoseRequest(_Request):
-    """The MCP tool's arguments minus the live probe (operator-only, MCP and CLI)."""
+    """The MCP tool's arguments (``probe`` needs an operator bearer token)."""
 
     error_log: Log = None
     launch_command: Command = None
@@ -69,6 +83,7 @@ class DiagnoseRequest(_Request):
     cuda_graph_max_bs: GraphBs = None
     image_tag: ImageTag = None
     error_message: Log = None
+    probe: Probe = False
 
 
 class ValidateRequest(_Request):
@@ -125,10 +140,16 @@ def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, diag
                     settings: Settings, payments: L402Service | None = None) -> None:
     """Attach ``/health`` and ``/api/{search,article,tags,validate,diagnose}`` to ``mcp``'s HTTP app."""
     def json_route(path: str, model: type[BaseModel], handler: Callable[[Any], BaseModel],
-                   limit: int = settings.server.max_body_bytes, paid_tool: str | None = None) -> None:
+                   limit: int = settings.server.max_body_bytes, paid_tool: str | None = None,
+                   operator_field: str | None = None) -> None:
         async def endpoint(request: Request) -> Response:
             try:
                 args = await read_arguments(request, model, limit)
+                if operator_field and getattr(args, operator_field):  # an operator-only option, e.g. probe
+                    if settings.auth.enabled and not scope_is_operator(request.scope):
+                        return JSONResponse({"error": PROBE_REFUSED}, status_code=401,
+                                            headers={"WWW-Authenticate": 'Bearer scope="operator"'})
+                    return JSONResponse((await run_in_threadpool(handler, args)).model_dump(mode="json"))
                 if paid_tool and payments is not None and payments.price(paid_tool) is not None:
                     refused = await run_in_threadpool(authorize_http, payments, request, paid_tool)
                     if refused is not None:
@@ -152,9 +173,16 @@ def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, diag
     json_route("/api/validate", ValidateRequest, lambda a: gates.gate().check(a.text, a.kind, a.rules),
                limit=max(settings.server.max_body_bytes, 2 * MAX_INPUT_BYTES),  # 2 MB of text, JSON-escaped
                paid_tool="validate_quality")
-    json_route("/api/diagnose", DiagnoseRequest, lambda a: diagnostics.run(**a.model_dump()),
-               limit=max(settings.server.max_body_bytes, 2 * MAX_LOG_BYTES))
+    def diagnose(a: DiagnoseRequest) -> BaseModel:
+        url = settings.diagnostics.sglang_url if a.probe else None
+        if a.probe and not url:
+            raise ValueError("no SGLang server to probe: set diagnostics.sglang_url in the server config")
+        return diagnostics.run(**a.model_dump(exclude={"probe"}), probe_url=url)
+
+    json_route("/api/diagnose", DiagnoseRequest, diagnose,
+               limit=max(settings.server.max_body_bytes, 2 * MAX_LOG_BYTES), operator_field="probe")
 
     @mcp.custom_route("/health", methods=["GET"])
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "version": __version__, **service.health(), **gates.health()})
+        return JSONResponse({"status": "ok", "version": __version__, "pid": os.getpid(),  # which worker answered
+                             **service.health(), **gates.health()})

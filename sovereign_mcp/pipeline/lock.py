@@ -1,0 +1,121 @@
+"""The pipeline worker lock: exactly one worker runs the job queue at a time.
+
+* SQLite job store: ``fcntl.flock`` on ``<data_dir>/pipeline/worker.lock``, shared by every process on this
+  host that uses the same data dir; the kernel releases it when the holder dies.
+* PostgreSQL job store: a session-level advisory lock (``pg_try_advisory_lock``, PostgreSQL manual
+  "Advisory Locks", section 13.3.5) held on a dedicated connection, shared by every process and host using
+  the database; the server releases it when the holder's connection ends (the process died or the network
+  dropped). A holder re-checks its connection before each scheduling round and stands down if it is gone,
+  since another worker may then have taken the lock.
+
+Only the holder may put steps a dead worker left ``running`` back to ``pending``
+(:meth:`~sovereign_mcp.pipeline.store.JobStore.recover`): with one lock per queue no live worker's step is
+ever taken away from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+from sovereign_mcp.db import Database
+
+log = logging.getLogger(__name__)
+
+ADVISORY_KEY = 0x50564D43504A  # any constant bigint naming "the sovereign-mcp pipeline worker"
+
+
+class WorkerLock(Protocol):
+    """Held by at most one worker of a queue."""
+
+    @property
+    def held(self) -> bool:
+        """Whether this process holds the lock (as of the last :meth:`acquire`)."""
+        ...
+
+    def acquire(self) -> bool:
+        """Take the lock without waiting, or confirm it is still held; ``True`` when held now."""
+        ...
+
+    def release(self) -> None:
+        """Give the lock up (idempotent)."""
+        ...
+
+
+class FileWorkerLock:
+    """``flock`` on ``path``; the file records the holder's pid for operators."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> bool:
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class PostgresWorkerLock:
+    """``pg_try_advisory_lock(ADVISORY_KEY)`` on a connection of its own (autocommit, outside the pool)."""
+
+    def __init__(self, db: Database, key: int = ADVISORY_KEY) -> None:
+        self.db = db
+        self.key = key
+        self._conn: Any = None
+        self._held = False
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def acquire(self) -> bool:
+        import psycopg
+
+        try:
+            if self._conn is None or self._conn.closed:
+                self._held = False
+                self._conn = psycopg.connect(self.db.url, autocommit=True, connect_timeout=10)
+            if self._held:
+                self._conn.execute("SELECT 1")  # the lock lives as long as this connection
+                return True
+            row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
+            self._held = bool(row and row[0])
+            return self._held
+        except psycopg.Error as exc:
+            if self._held:
+                log.warning("pipeline worker: lost the PostgreSQL worker lock (%s); standing by", exc)
+            self.release()
+            return False
+
+    def release(self) -> None:
+        conn, held, self._conn, self._held = self._conn, self._held, None, False
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                if held:  # at once; closing alone frees it too, but only once the server notices
+                    conn.execute("SELECT pg_advisory_unlock(%s)", [self.key])
+            with contextlib.suppress(Exception):
+                conn.close()  # ends the session: the server releases the advisory lock

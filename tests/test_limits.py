@@ -1,0 +1,281 @@
+"""Rate limits, trusted proxies, bounded bodies and arguments, per-tool timeouts: the real ``sovereign-mcp
+serve`` process on loopback, driven by ``fastmcp.Client`` and httpx over HTTP.
+
+Servers (one per module fixture): ``plain`` runs the defaults (60 free calls a minute, no trusted proxy);
+``proxied`` trusts 127.0.0.1 as a reverse proxy, so each test there is its own client through its own
+``X-Forwarded-For`` address (separate buckets, no order dependence); ``open_server`` has payments, auth and
+rate limits off and a 1 s limit on ``diagnose_sglang``, probing a loopback SGLang stand-in that stalls.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
+
+from sovereign_mcp.config import ConfigError, load_settings
+from sovereign_mcp.ratelimit import client_key, limiter_for
+from sovereign_mcp.server.timeouts import ToolTimeoutMiddleware
+from tests.fake_sglang import fake_sglang
+from tests.helpers import running_server
+
+CALL = {"jsonrpc": "2.0", "method": "tools/call"}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def isolated_env(home: Path, **extra: str) -> dict[str, str]:
+    """No inherited SOVEREIGN_MCP_* settings or user config; ``extra`` on top."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SOVEREIGN_MCP_")}
+    env.update({"XDG_CONFIG_HOME": str(home / "xdg-config"), "XDG_DATA_HOME": str(home / "xdg-data"), **extra})
+    return env
+
+
+def call(tool: str, arguments: dict, request_id: int = 1) -> dict:
+    return {**CALL, "id": request_id, "params": {"name": tool, "arguments": arguments}}
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    home = tmp_path_factory.mktemp("plain")
+    with running_server("--data-dir", str(home / "data"), env=isolated_env(home)) as url:
+        yield url, home
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("proxied")
+    env = isolated_env(home, SOVEREIGN_MCP_SERVER__TRUSTED_PROXIES='["127.0.0.1"]',
+                       SOVEREIGN_MCP_RATE_LIMIT__FREE_CALLS="3/minute",
+                       SOVEREIGN_MCP_RATE_LIMIT__CHALLENGES="2/minute",
+                       SOVEREIGN_MCP_SERVER__MAX_MCP_BODY_BYTES="4096")
+    with running_server("--data-dir", str(home / "data"), env=env) as url:
+        yield url
+
+
+# --- the 61st free call ----------------------------------------------------------------------------------
+
+
+async def test_61st_free_call_in_a_minute_is_refused(plain):
+    url, _ = plain
+    async with Client(f"{url}/mcp") as client:
+        for i in range(60):
+            result = await client.call_tool("search_blog", {"query": "sglang", "n": 1})
+            assert not result.is_error, f"call {i + 1} of 60 failed"
+        with pytest.raises(MCPError, match=r"rate limit exceeded: 60 per 1 minute; retry after \d+ s"):
+            await client.call_tool("search_blog", {"query": "sglang"})
+    async with httpx.AsyncClient(timeout=10) as http:
+        # The same bucket on the wire: 429, Retry-After in whole seconds, a JSON-RPC error for the request id.
+        raw = await http.post(f"{url}/mcp", headers=MCP_HEADERS, json=call("list_tags", {}, request_id=61))
+        assert raw.status_code == 429
+        retry = int(raw.headers["retry-after"])
+        assert 1 <= retry <= 60
+        body = raw.json()
+        assert body["id"] == 61 and body["error"]["data"] == {"retry_after": retry, "limit": "60 per 1 minute"}
+        api = await http.get(f"{url}/api/search", params={"query": "sglang"})
+        assert api.status_code == 429 and 1 <= int(api.headers["retry-after"]) <= 60
+        assert api.json()["error"].startswith("rate limit exceeded: 60 per 1 minute")
+        # Not counted, not refused: discovery and health.
+        assert (await http.get(f"{url}/health")).status_code == 200
+
+
+async def test_operator_token_has_its_own_bucket(plain):
+    url, home = plain
+    async with httpx.AsyncClient(timeout=10) as http:
+        statuses = [(await http.get(f"{url}/api/tags")).status_code for _ in range(61)]
+        assert statuses[-1] == 429  # this IP's bucket is spent (by this test or the one before)
+    made = subprocess.run([sys.executable, "-m", "sovereign_mcp", "token", "create", "--scope", "operator", "--json",
+                           "--data-dir", str(home / "data")], capture_output=True, text=True, timeout=60,
+                          env=isolated_env(home))
+    assert made.returncode == 0, made.stderr
+    token = json.loads(made.stdout)["token"]
+    async with Client(f"{url}/mcp", auth=token) as client:
+        for i in range(60):
+            assert not (await client.call_tool("list_tags", {})).is_error, f"operator call {i + 1} failed"
+        with pytest.raises(MCPError, match="rate limit exceeded: 60 per 1 minute"):
+            await client.call_tool("list_tags", {})
+
+
+async def test_forwarded_for_is_ignored_without_a_trusted_proxy(plain):
+    url, _ = plain
+    async with httpx.AsyncClient(timeout=10) as http:
+        statuses = [(await http.get(f"{url}/api/tags", headers={"X-Forwarded-For": f"203.0.113.{i}"})).status_code
+                    for i in range(61)]
+    assert 429 in statuses  # 61 different claimed addresses, one real one: spoofing does not escape the limit
+    assert all(s == 429 for s in statuses[statuses.index(429):])
+
+
+# --- behind a trusted proxy ------------------------------------------------------------------------------
+
+
+async def test_trusted_proxy_clients_are_limited_separately(proxied):
+    async with httpx.AsyncClient(timeout=10) as http:
+        def get(ip: str):
+            return http.get(f"{proxied}/api/tags", headers={"X-Forwarded-For": f"{ip}, 127.0.0.1"})
+
+        assert [(await get("198.51.100.7")).status_code for _ in range(3)] == [200, 200, 200]
+        refused = await get("198.51.100.7")
+        assert refused.status_code == 429 and refused.headers["retry-after"].isdigit()
+        assert (await get("198.51.100.8")).status_code == 200
+        # IPv6 clients are keyed by their /64: another address in it shares the bucket, the next /64 does not.
+        assert [(await get(f"2001:db8:7::{i}")).status_code for i in range(1, 4)] == [200, 200, 200]
+        assert (await get("2001:db8:7::99")).status_code == 429
+        assert (await get("2001:db8:7:1::1")).status_code == 200
+
+
+async def test_l402_challenges_are_limited(proxied):
+    forwarded = {"X-Forwarded-For": "198.51.100.20"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        async def validate(**extra_headers: str) -> httpx.Response:
+            return await http.post(f"{proxied}/mcp", headers={**MCP_HEADERS, **forwarded, **extra_headers},
+                                   json=call("validate_quality", {"text": "# Hello\n\nWorld."}))
+
+        first, second = await validate(), await validate()
+        assert (first.status_code, second.status_code) == (402, 402)
+        third = await validate()
+        assert third.status_code == 429 and int(third.headers["retry-after"]) >= 1
+        assert "rate limit exceeded for L402 invoices: 2 per 1 minute" in third.json()["error"]["message"]
+        # A credential that does not verify would get a fresh invoice too: limited the same way.
+        assert (await validate(Authorization="L402 AgEE:00")).status_code == 429
+        api = await http.post(f"{proxied}/api/validate", headers=forwarded, json={"text": "# Hi"})
+        assert api.status_code == 429 and "L402 invoices" in api.json()["error"]
+        # Free calls are a separate bucket.
+        assert (await http.get(f"{proxied}/api/tags", headers=forwarded)).status_code == 200
+
+
+async def test_oversize_mcp_body_is_413_with_payments_on(proxied):
+    big = json.dumps(call("search_blog", {"query": "x" * 5000})).encode()
+    async with httpx.AsyncClient(timeout=10) as http:
+        declared = await http.post(f"{proxied}/mcp", headers=MCP_HEADERS, content=big)
+        assert declared.status_code == 413
+        assert "request body larger than 4096 bytes" in declared.json()["error"]["message"]
+
+        async def chunks():  # no Content-Length: counted while read
+            for i in range(0, len(big), 1000):
+                yield big[i:i + 1000]
+
+        streamed = await http.post(f"{proxied}/mcp", headers=MCP_HEADERS, content=chunks())
+        assert streamed.status_code == 413
+
+
+# --- payments, auth and rate limits off: bodies, arguments, timeouts ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def open_server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("open")
+    with fake_sglang(hang={"/health"}, hang_seconds=120) as fake:
+        env = isolated_env(home, SOVEREIGN_MCP_PAYMENTS__ENABLED="false", SOVEREIGN_MCP_AUTH__ENABLED="false",
+                           SOVEREIGN_MCP_RATE_LIMIT__ENABLED="false",
+                           SOVEREIGN_MCP_SERVER__MAX_MCP_BODY_BYTES="8192",
+                           SOVEREIGN_MCP_SERVER__TOOL_TIMEOUTS='{"diagnose_sglang": 1}',
+                           SOVEREIGN_MCP_DIAGNOSTICS__SGLANG_URL=fake.url,
+                           SOVEREIGN_MCP_DIAGNOSTICS__PROBE_TIMEOUT="30")
+        try:
+            with running_server("--data-dir", str(home / "data"), env=env) as url:
+                yield url, fake
+        finally:
+            fake.released.set()
+
+
+async def test_oversize_mcp_body_is_413_with_payments_off(open_server):
+    url, _ = open_server
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.post(f"{url}/mcp", headers=MCP_HEADERS,
+                                   json=call("search_blog", {"query": "x" * 9000}))
+    assert response.status_code == 413 and "8192 bytes" in response.json()["error"]["message"]
+
+
+OVERSIZE = [  # one argument over its bound per tool kind: (tool, arguments, what the error names)
+    ("search_blog", {"query": "x" * 1001}, "at most 1000 characters"),
+    ("get_article", {"slug": "s" * 301}, "at most 300 characters"),
+    ("list_kb_rules", {"scope": "p" * 41}, "at most 40 characters"),
+    ("validate_quality", {"text": "# Hi", "rules": ["r" * 201]}, "at most 200 characters"),
+    ("diagnose_sglang", {"env": {"K" * 257: "1"}}, "at most 256 characters"),
+    ("trigger_pipeline", {"kind": "article", "topic": "t" * 2001}, "at most 2000 characters"),
+    ("trigger_pipeline", {"kind": "article", "topic": "t", "options": {f"k{i}": 1 for i in range(21)}},
+     "at most 20 items"),
+    ("pipeline_status", {"job_id": "j" * 65}, "at most 64 characters"),
+    ("list_jobs", {"limit": 501}, "less than or equal to 500"),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments", "expected"), OVERSIZE, ids=[f"{t}-{i}" for i, (t, *_) in
+                                                                           enumerate(OVERSIZE)])
+async def test_oversize_argument_is_a_clear_validation_error(open_server, tool, arguments, expected):
+    url, _ = open_server
+    async with Client(f"{url}/mcp") as client:
+        with pytest.raises(ToolError) as raised:
+            await client.call_tool(tool, arguments)
+        message = str(raised.value)
+        assert expected in message and "Traceback" not in message
+        assert not (await client.call_tool("list_tags", {})).is_error  # the server carries on
+
+
+async def test_stalled_tool_times_out_and_the_server_keeps_serving(open_server):
+    url, fake = open_server
+    async with Client(f"{url}/mcp", timeout=25) as client:
+        with pytest.raises(ToolError, match=r"tool 'diagnose_sglang' timed out after 1 s .*server\.tool_timeouts"):
+            await client.call_tool("diagnose_sglang", {"probe": True})
+        # The probe is still stuck in the stalled backend (never released), yet the answer came, and the
+        # server goes on serving other calls meanwhile.
+        assert ("GET", "/health") in fake.requests and not fake.released.is_set()
+        found = await client.call_tool("search_blog", {"query": "sglang", "n": 1})
+        assert not found.is_error and found.structured_content["count"] >= 1
+        report = await client.call_tool("diagnose_sglang", {"launch_command": "python -m sglang.launch_server"})
+        assert not report.is_error
+
+
+# --- keys ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ip", "token", "key"), [
+    ("192.0.2.10", None, "ip:192.0.2.10"),
+    ("2001:db8:1:2:aaaa::1", None, "ip:2001:db8:1:2::/64"),
+    ("::ffff:192.0.2.10", None, "ip:192.0.2.10"),
+    ("192.0.2.10", "0123456789abcdef", "token:0123456789abcdef"),
+    (None, None, "ip:unknown"),
+])
+def test_client_key(ip, token, key):
+    assert client_key(ip, token) == key
+
+
+def test_memory_storage_with_several_workers_warns(caplog):
+    logger = logging.getLogger("sovereign_mcp.ratelimit")
+    logger.addHandler(caplog.handler)  # direct, at WARNING: other tests' log setup may raise levels or cut propagation
+    try:
+        with caplog.at_level(logging.WARNING, logger="sovereign_mcp.ratelimit"):
+            limiter = limiter_for(load_settings(server={"workers": 4}))
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert limiter is not None and limiter.per_process
+    assert "each of the 4 worker processes counts on its own" in caplog.text
+    assert limiter_for(load_settings(rate_limit={"enabled": False})) is None
+
+
+def test_unknown_storage_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"rate_limit.storage_uri = 'bogus://x'"):
+        limiter_for(load_settings(rate_limit={"storage_uri": "bogus://x"}))
+
+
+def test_bad_limit_string_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"rate_limit.free_calls: .*must be like '60/minute'"):
+        load_settings(rate_limit={"free_calls": "sixty a minute"})
+
+
+def test_tool_limits_default_override_and_waits():
+    limits = ToolTimeoutMiddleware.from_settings(load_settings(server={
+        "tool_timeout_seconds": 30, "tool_timeouts": {"diagnose_sglang": 5}}).server)
+    assert limits.limit_for("search_blog") == 30
+    assert limits.limit_for("diagnose_sglang", {"probe": True}) == 5
+    assert limits.limit_for("pipeline_status", {"job_id": "j", "wait_seconds": 300}) == 330  # waits by design
+    assert limits.limit_for("pipeline_status", {"wait_seconds": True}) == 30  # not a number of seconds
