@@ -40,8 +40,6 @@ import random
 import re
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +50,7 @@ from typing import Any
 
 import httpx
 import psutil
+from _common import free_port, pct
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_JVNS = REPO.parent / "shared" / "corpora" / "jvns"
@@ -65,19 +64,8 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def pct(values: list[float], q: int) -> float:
-    """The ``q``-th percentile (inclusive linear interpolation), NaN for no values."""
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -338,8 +326,10 @@ def report(phases: list[Phase], rss: dict[str, float], args: argparse.Namespace)
                   f"({p.generator_cpu:.1f} s vs {p.server_cpu:.1f} s on {os.cpu_count()} CPUs): the client side is "
                   "a large share of that figure")
     print("server RSS MB: " + ", ".join(f"{k} {v:.1f}" for k, v in rss.items()))
-    print(f"host load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
-          "(above the CPU count, other processes competed with this run)")
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    print(f"host load average (1 min) at the end: {load:.1f} on {cpus} CPUs"
+          + (" (above the CPU count: other processes competed with this run, figures are lower bounds)"
+             if load > cpus else ""))
     for p in phases:
         for message in p.first_errors:
             print(f"  error in {p.name}: {message}")

@@ -43,7 +43,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from _common import free_port, pct
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_JVNS = HERE.parent.parent / "shared" / "corpora" / "jvns"
@@ -202,13 +203,6 @@ def run_worker(env: Env, mode: str, job: dict[str, Any], timeout: float = 900) -
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def pct(values: list[float], q: int) -> float:
-    """The ``q``-th percentile (inclusive linear interpolation), NaN for no values."""
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def make_copies(src: Path, dest: Path, total_files: int) -> int:
@@ -263,10 +257,6 @@ def mvp_latencies(docs: list[str], queries: list[str]) -> list[float]:
     return _latencies_ms(rank, queries, warmup=1)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _proc_peak_rss_mb(pid: int) -> float:

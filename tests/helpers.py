@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +26,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def spawn_server(*args: str, timeout: float = 90.0, env: dict[str, str] | None = None
-                 ) -> tuple[subprocess.Popen[str], str]:
+def spawn_server(*args: str, timeout: float = 90.0, env: dict[str, str] | None = None, log: Path | None = None,
+                 cwd: Path | None = None, inherit_env: bool = True) -> tuple[subprocess.Popen[str], str]:
     """Start ``python -m sovereign_mcp serve`` on a free loopback port and wait for ``/health``.
 
-    Returns the process (the caller stops it) and its base URL. ``env`` adds environment variables
-    (e.g. ``SOVEREIGN_MCP_PAYMENTS__ENABLED=false``).
+    Returns the process (stop it with :func:`stop_server`) and its base URL. ``env`` adds environment
+    variables (e.g. ``SOVEREIGN_MCP_PAYMENTS__ENABLED=false``) to this process's, or replaces them when
+    ``inherit_env`` is false. The server's stdout and stderr go to ``log``
+    (default: a temporary file), never to a pipe nobody reads, which would block a server that logs a lot.
 
     Raises:
         RuntimeError: the server exited before it was ready (its output is in the message).
@@ -39,14 +42,16 @@ def spawn_server(*args: str, timeout: float = 90.0, env: dict[str, str] | None =
     port = free_port()
     cmd = [sys.executable, "-m", "sovereign_mcp", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--no-watch", "--log-level", "warning", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    if log is None:
+        log = Path(tempfile.mkstemp(prefix="sovereign-mcp-server-", suffix=".log")[1])
+    with log.open("w") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+                                env={**(os.environ if inherit_env else {}), "PYTHONUNBUFFERED": "1", **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            output = proc.stdout.read() if proc.stdout else ""
-            raise RuntimeError(f"server exited with {proc.returncode}: {output}")
+            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()}")
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 return proc, url
@@ -55,30 +60,37 @@ def spawn_server(*args: str, timeout: float = 90.0, env: dict[str, str] | None =
         if time.monotonic() > deadline:
             proc.kill()
             proc.wait()
-            raise TimeoutError(f"server not ready on {url} after {timeout} s")
+            raise TimeoutError(f"server not ready on {url} after {timeout} s: {log.read_text()[-3000:]}")
         time.sleep(0.2)
 
 
+def stop_server(proc: subprocess.Popen[str], timeout: float = 15.0) -> int:
+    """SIGTERM ``proc`` and return its exit code.
+
+    Raises:
+        AssertionError: it did not stop by itself within ``timeout`` s (it is then killed).
+    """
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"server did not stop within {timeout:g} s of SIGTERM") from None
+
+
 @contextlib.contextmanager
-def running_server(*args: str, timeout: float = 90.0, env: dict[str, str] | None = None) -> Iterator[str]:
+def running_server(*args: str, timeout: float = 90.0, env: dict[str, str] | None = None,
+                   log: Path | None = None, cwd: Path | None = None) -> Iterator[str]:
     """:func:`spawn_server` as a context manager; yields the base URL.
 
     The process gets SIGTERM on exit and must stop by itself within 15 s (clean shutdown).
     """
-    proc, url = spawn_server(*args, timeout=timeout, env=env)
+    proc, url = spawn_server(*args, timeout=timeout, env=env, log=log, cwd=cwd)
     try:
         yield url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise AssertionError("server did not stop within 15 s of SIGTERM") from None
-        finally:
-            if proc.stdout:
-                proc.stdout.close()
+        stop_server(proc)
 
 
 def operator_token(data_dir: Path, database_url: str | None = None) -> str:

@@ -210,8 +210,6 @@ async def test_sigkill_under_load_loses_no_paid_token_and_no_job(world: World) -
         if first.poll() is None:
             first.kill()
         first.wait()
-        if first.stdout:
-            first.stdout.close()
 
     assert load.free_ok >= 20 and not load.free_unexpected, load
     for token in tokens:
@@ -250,5 +248,3 @@ async def test_sigkill_under_load_loses_no_paid_token_and_no_job(world: World) -
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=15)
-        if second.stdout:
-            second.stdout.close()

@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sovereign_mcp.observability.logs import JsonFormatter, RedactFilter, RequestIdFilter, redact
 from sovereign_mcp.payments.backends.dev import DevBackend
 from sovereign_mcp.payments.store import TokenStore
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, spawn_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -60,30 +59,13 @@ class Server:
 
 @contextlib.contextmanager
 def serve(home: Path, corpus: Path, *args: str, **env: str) -> Iterator[Server]:
-    port = free_port()
     log = home / "server.log"
-    server = Server(f"http://127.0.0.1:{port}", home, log)
-    with log.open("w") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "sovereign_mcp", "serve", "--host", "127.0.0.1", "--port",
-                                 str(port), "--no-watch", "--corpus", str(corpus), "--data-dir", str(server.data),
-                                 *args], stdout=sink, stderr=subprocess.STDOUT, cwd=home, env=server.env(**env))
+    proc, url = spawn_server("--corpus", str(corpus), "--data-dir", str(home / "data"), *args, log=log, cwd=home,
+                             env=Server("", home, log).env(**env), inherit_env=False)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"server exited: {log.read_text()}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, f"server not ready: {log.read_text()}"
-            time.sleep(0.2)
-        yield server
+        yield Server(url, home, log)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 @pytest.fixture(scope="module")

@@ -154,8 +154,6 @@ async def test_full_job_over_mcp_survives_an_outage_and_a_crash(tmp_path: Path) 
     finally:
         first.kill()  # a crash, not a clean shutdown
         first.wait(10)
-        if first.stdout:
-            first.stdout.close()
     world.sglang.start()  # the provider is back
     with running_server(*args, env=env) as base:
         async with Client(f"{base}/mcp") as client:

@@ -11,8 +11,6 @@ import asyncio
 import json
 import os
 import re
-import signal
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +21,7 @@ from fastmcp import Client
 
 from sovereign_mcp.payments.backends.dev import DevBackend
 from sovereign_mcp.payments.store import TokenStore
-from tests.helpers import running_server, spawn_server
+from tests.helpers import running_server, spawn_server, stop_server
 from tests.pg_harness import fresh_database
 from tests.test_pipeline import World
 
@@ -147,16 +145,7 @@ def test_serve_with_two_workers_answers_from_both_and_stops_on_sigterm(tmp_path:
                     break
         assert len(pids) == 2 and proc.pid not in pids, pids
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise AssertionError("serve --workers 2 did not stop within 20 s of SIGTERM") from None
-        finally:
-            if proc.stdout:
-                proc.stdout.close()
+        code = stop_server(proc, timeout=20)
     assert code == 0
     for pid in pids:
         with pytest.raises(ProcessLookupError):
