@@ -37,7 +37,6 @@ on another one in the same job: the second call waits for the first lease and en
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import shlex
@@ -58,6 +57,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, Field
 
+from sovereign_mcp.flock import try_lock, unlock
 from sovereign_mcp.gpu.config import GPUServiceSettings, GPUSettings, ServiceKind
 
 logger = logging.getLogger(__name__)
@@ -705,22 +705,11 @@ class GPUServiceManager:
 
     def _lock(self, name: str, job_id: str | None) -> int | None:
         """The switch lock (non-blocking ``flock``); an fd to pass to :meth:`_unlock`, or ``None`` if held."""
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} switching to {name} for job {job_id}\n".encode())
-        return fd
+        return try_lock(self.lock_path, f"switching to {name} for job {job_id}")
 
     @staticmethod
     def _unlock(fd: int) -> None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        unlock(fd)
 
     def _attempt(self, config: GPUServiceSettings, seq: int, job_id: str | None) -> Lease | None:
         name = config.name

@@ -16,13 +16,12 @@ ever taken away from it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 from pathlib import Path
 from typing import Any, Protocol
 
 from sovereign_mcp.db import Database
+from sovereign_mcp.flock import try_lock, unlock
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +57,14 @@ class FileWorkerLock:
         return self._fd is not None
 
     def acquire(self) -> bool:
-        if self._fd is not None:
-            return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}\n".encode())
-        self._fd = fd
-        return True
+        if self._fd is None:
+            self._fd = try_lock(self.path, "runs the pipeline queue")
+        return self._fd is not None
 
     def release(self) -> None:
         if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            unlock(fd)
 
 
 class PostgresWorkerLock:
