@@ -55,6 +55,7 @@ from sovereign_mcp.server.payments import L402HTTPGuard, L402Middleware, registe
 from sovereign_mcp.server.pipeline import pipeline_service_for, register_pipeline
 from sovereign_mcp.server.quality import register_quality
 from sovereign_mcp.server.routes import register_routes
+from sovereign_mcp.server.schemas import CachedDereferenceMiddleware
 from sovereign_mcp.server.timeouts import ToolTimeoutMiddleware
 
 INSTRUCTIONS = """\
@@ -91,7 +92,8 @@ def build_mcp(service: BlogService, gates: GateService | None = None,
               pipeline: PipelineService | None = None) -> FastMCP:
     """A FastMCP server with the blog tools and resources of ``service`` and the quality gate."""
     mcp = FastMCP(name="sovereign-mcp", version=__version__, instructions=INSTRUCTIONS,
-                  mask_error_details=True)
+                  mask_error_details=True, dereference_schemas=False)
+    mcp.add_middleware(CachedDereferenceMiddleware())  # where FastMCP's own would sit; inlines $ref once per tool
 
     @mcp.tool(annotations=READ_ONLY)
     def search_blog(query: Query = "", tag: Tag = None, sort: Sort = "relevance", n: Count = None) -> SearchResults:
