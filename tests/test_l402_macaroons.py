@@ -603,18 +603,23 @@ def test_malformed_known_caveat_refused(env: Env) -> None:
             env.service.spend(credential(attenuate(challenge.macaroon, caveat), preimage), TOOL)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG sovereign_mcp/payments/service.py L402Service.spend/verify: a client-added stricter "
-    "'sovereign-mcp_max_calls' caveat is verified (macaroons.verify returns Limits.max_calls) but never "
-    "enforced; consume() uses the token's stored max_calls, so an attenuated macaroon delegating 1 call "
-    "of a 3-call token still spends all 3"))
 def test_stricter_max_calls_caveat_enforced(tmp_path: Path) -> None:
     env = Env(tmp_path, prices={TOOL: {"sats": 63, "calls": 3}})
     challenge, preimage = env.buy()
     delegated = credential(attenuate(challenge.macaroon, "sovereign-mcp_max_calls=1"), preimage)
     env.service.spend(delegated, TOOL)
-    with pytest.raises(InvalidCredential):
+    with pytest.raises(InvalidCredential, match=r"used up \(1 call\)"):
         env.service.spend(delegated, TOOL)
+    with pytest.raises(InvalidCredential):
+        env.service.verify(delegated, TOOL)
+    full = credential(challenge.macaroon, preimage)
+    env.service.spend(full, TOOL)  # the undelegated credential keeps the token's own 3 calls
+    env.service.spend(full, TOOL)
+    with pytest.raises(InvalidCredential, match=r"used up \(3 calls\)"):
+        env.service.spend(full, TOOL)
+    looser = credential(attenuate(challenge.macaroon, "sovereign-mcp_max_calls=9"), preimage)
+    with pytest.raises(InvalidCredential):  # a looser caveat cannot raise the sold limit
+        env.service.spend(looser, TOOL)
 
 
 @pytest.mark.parametrize("caveat", ["sovereign-mcp_valid_until=²", "sovereign-mcp_max_calls=²"])

@@ -101,7 +101,7 @@ class L402Service:
         self.backend = backend
         self.clock = clock
         self._lock = threading.Lock()
-        self._verified: OrderedDict[tuple[str, str], tuple[str, int | None]] = OrderedDict()
+        self._verified: OrderedDict[tuple[str, str], tuple[str, int | None, int | None]] = OrderedDict()
 
     def price(self, tool: str) -> Price | None:
         """The price of ``tool`` (``None`` when it is free or payments are off)."""
@@ -147,33 +147,41 @@ class L402Service:
             InvalidCredential: malformed, forged, wrong preimage, unknown, revoked, expired, wrong tool,
                 or no calls left.
         """
+        return self._check(credential, tool)[0]
+
+    def _check(self, credential: str, tool: str) -> tuple[TokenRecord, int]:
+        """:meth:`verify`, plus the call limit this credential may spend up to.
+
+        A holder may attenuate the macaroon with a stricter ``sovereign-mcp_max_calls=N`` caveat before
+        handing it on; the credential is then good while the token has spent fewer than ``N`` calls in all
+        (the count is the token's, shared by every credential derived from it). The limit is never looser
+        than the ``max_calls`` the token was sold with.
+        """
         key = (credential, tool)
         with self._lock:
             cached = self._verified.get(key)
             if cached is not None:
                 self._verified.move_to_end(key)
         if cached is not None:
-            token_id, valid_until = cached
+            token_id, valid_until, caveat_calls = cached
             token = self.store.get(token_id)
             if token is None:
                 raise InvalidCredential("unknown token")
             if valid_until is not None and int(self.clock()) >= valid_until:
                 raise InvalidCredential("token expired")
-            return self._usable(token)
-        token, limits = self._verify_crypto(credential, tool)
-        with self._lock:
-            self._verified[key] = (token.token_id, limits.valid_until)
-            if len(self._verified) > 10_000:
-                self._verified.popitem(last=False)
-        return self._usable(token)
-
-    @staticmethod
-    def _usable(token: TokenRecord) -> TokenRecord:
+        else:
+            token, limits = self._verify_crypto(credential, tool)
+            caveat_calls = limits.max_calls
+            with self._lock:
+                self._verified[key] = (token.token_id, limits.valid_until, caveat_calls)
+                if len(self._verified) > 10_000:
+                    self._verified.popitem(last=False)
+        limit = token.max_calls if caveat_calls is None else min(token.max_calls, caveat_calls)
         if token.state == "revoked":
             raise InvalidCredential("token revoked")
-        if token.calls_used >= token.max_calls:
-            raise InvalidCredential(f"token used up ({token.max_calls} call{'s' if token.max_calls > 1 else ''})")
-        return token
+        if token.calls_used >= limit:
+            raise InvalidCredential(f"token used up ({limit} call{'s' if limit > 1 else ''})")
+        return token, limit
 
     def _verify_crypto(self, credential: str, tool: str) -> tuple[TokenRecord, macaroons.Limits]:
         try:
@@ -199,11 +207,11 @@ class L402Service:
         Raises:
             InvalidCredential: see :meth:`verify`; also when a concurrent call took the last call.
         """
-        token = self.verify(credential, tool)
+        token, limit = self._check(credential, tool)
         if token.state != "paid" and not self.store.mark_paid(token.token_id, int(self.clock())):
             raise InvalidCredential("token revoked")
-        if not self.store.consume(token.token_id):
-            raise InvalidCredential(f"token used up ({token.max_calls} call{'s' if token.max_calls > 1 else ''})")
+        if not self.store.consume(token.token_id, limit):
+            raise InvalidCredential(f"token used up ({limit} call{'s' if limit > 1 else ''})")
         return Receipt(token.token_id, tool)
 
     def refund(self, receipt: Receipt) -> None:

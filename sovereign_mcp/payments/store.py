@@ -108,11 +108,12 @@ class TokenStore:
             row = cur.fetchone()
         return bool(row) and row[0] == "paid"
 
-    def consume(self, token_id: str) -> bool:
-        """Spend one call of a paid token; ``False`` when none is left (atomic)."""
+    def consume(self, token_id: str, limit: int | None = None) -> bool:
+        """Spend one call of a paid token; ``False`` when none is left (atomic). ``limit`` (a stricter
+        ``max_calls`` caveat of the credential shown) caps the token's spent calls below its own maximum."""
         with self._tx() as cur:
             cur.execute("UPDATE l402_tokens SET calls_used = calls_used + 1 WHERE token_id = ? AND state = 'paid' "
-                        "AND calls_used < max_calls", [token_id])
+                        "AND calls_used < max_calls AND calls_used < ?", [token_id, limit or 2**62])
             return cur.rowcount == 1
 
     def release(self, token_id: str) -> None:
