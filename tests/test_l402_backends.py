@@ -284,8 +284,9 @@ def test_lnd_create_invoice(lnd: tuple[LNDBackend, FakeNode]) -> None:
 
 def test_lnd_description_hash(lnd: tuple[LNDBackend, FakeNode]) -> None:
     backend, node = lnd
-    digest = hashlib.sha256(b'[["text/plain", "tip"]]').digest()
-    invoice = backend.create_invoice(5, "ignored", 300, description_hash=digest)
+    metadata = '[["text/plain", "tip"]]'
+    digest = hashlib.sha256(metadata.encode()).digest()
+    invoice = backend.create_invoice(5, "ignored", 300, hashed_description=metadata)
     assert node.requests[0].body["description_hash"] == base64.b64encode(digest).decode()
     assert check_invoice(invoice, node, 5, 300).description_hash == digest.hex()
 
@@ -354,16 +355,12 @@ def test_cln_lookup(cln: tuple[CLNBackend, FakeNode]) -> None:
     assert (unknown.paid, unknown.preimage) == (False, None)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG sovereign_mcp/payments/backends/remote.py CLNBackend.create_invoice ignores description_hash: the "
-    "LNURL-pay callback (server/payments.py pay_callback) passes sha256(metadata), but the clnrest body "
-    "has only description=memo (no deschashonly / metadata), so the invoice commits to the memo and LUD-06 "
-    "wallets reject it (description_hash != sha256(metadata))"))
 def test_cln_description_hash(cln: tuple[CLNBackend, FakeNode]) -> None:
-    backend, _ = cln
-    digest = hashlib.sha256(b'[["text/plain", "tip"]]').digest()
-    invoice = backend.create_invoice(5, "tip to tips", 300, description_hash=digest)
-    assert bolt11.decode(invoice.bolt11).description_hash == digest.hex()
+    backend, node = cln
+    metadata = '[["text/plain", "tip"]]'
+    invoice = backend.create_invoice(5, "tip to tips", 300, hashed_description=metadata)
+    assert node.requests[0].body["deschashonly"] is True and node.requests[0].body["description"] == metadata
+    assert bolt11.decode(invoice.bolt11).description_hash == hashlib.sha256(metadata.encode()).hexdigest()
 
 
 # -- LNbits -------------------------------------------------------------------------------------------------------
@@ -382,7 +379,7 @@ def test_lnbits_create_invoice(lnbits: tuple[LNbitsBackend, FakeNode]) -> None:
 def test_lnbits_description_hash(lnbits: tuple[LNbitsBackend, FakeNode]) -> None:
     backend, node = lnbits
     digest = hashlib.sha256(b"metadata").digest()
-    invoice = backend.create_invoice(1000, "tip", 600, description_hash=digest)
+    invoice = backend.create_invoice(1000, "tip", 600, hashed_description="metadata")
     assert node.requests[0].body["description_hash"] == digest.hex()
     assert check_invoice(invoice, node, 1000).description_hash == digest.hex()
 

@@ -15,7 +15,6 @@ tool runs; a tool that raises gets its call refunded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -263,7 +262,7 @@ def register_lnurl(mcp: FastMCP, service: L402Service, public_url: str | None) -
         try:
             invoice = await run_in_threadpool(
                 service.backend.create_invoice, msat // 1000, comment or f"tip to {name}",
-                config.invoice_expiry, hashlib.sha256(metadata.encode()).digest())
+                config.invoice_expiry, metadata)
         except BackendUnavailable as exc:
             return error(f"payments unavailable: {exc}", 503)
         return JSONResponse(LnurlPayActionResponse(pr=invoice.bolt11, routes=[]).model_dump(mode="json",

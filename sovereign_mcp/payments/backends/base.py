@@ -36,6 +36,9 @@ class LightningBackend(Protocol):
     name: str
 
     def create_invoice(self, amount_sat: int, memo: str, expiry: int,
-                       description_hash: bytes | None = None) -> Invoice: ...
+                       hashed_description: str | None = None) -> Invoice:
+        """A BOLT 11 invoice for ``amount_sat`` sats, valid ``expiry`` seconds. With ``hashed_description``
+        (the LNURL-pay metadata, LUD-06) the invoice commits to its SHA-256 (tag ``h``) instead of ``memo``."""
+        ...
 
     def lookup(self, payment_hash: str) -> Settlement: ...

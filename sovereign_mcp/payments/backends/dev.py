@@ -42,15 +42,15 @@ class DevBackend:
         self.key = node_key(key_path)
 
     def create_invoice(self, amount_sat: int, memo: str, expiry: int,
-                       description_hash: bytes | None = None) -> Invoice:
+                       hashed_description: str | None = None) -> Invoice:
         preimage = secrets.token_bytes(32)
         payment_hash = hashlib.sha256(preimage).hexdigest()
         now = int(time.time())
         tags = Tags()
         tags.add(TagChar.payment_hash, payment_hash)
         tags.add(TagChar.payment_secret, secrets.token_hex(32))
-        if description_hash is not None:
-            tags.add(TagChar.description_hash, description_hash.hex())
+        if hashed_description is not None:
+            tags.add(TagChar.description_hash, hashlib.sha256(hashed_description.encode()).hexdigest())
         else:
             tags.add(TagChar.description, memo)
         tags.add(TagChar.expire_time, expiry)

@@ -18,6 +18,7 @@ Any transport error, timeout or non-2xx answer becomes :class:`BackendUnavailabl
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 import time
 from typing import Any
@@ -55,10 +56,10 @@ class LNbitsBackend(_HTTPBackend):
         super().__init__(url, {"X-Api-Key": api_key}, timeout)
 
     def create_invoice(self, amount_sat: int, memo: str, expiry: int,
-                       description_hash: bytes | None = None) -> Invoice:
+                       hashed_description: str | None = None) -> Invoice:
         body: dict[str, Any] = {"out": False, "amount": amount_sat, "memo": memo, "unit": "sat", "expiry": expiry}
-        if description_hash is not None:
-            body["description_hash"] = description_hash.hex()
+        if hashed_description is not None:
+            body["description_hash"] = hashlib.sha256(hashed_description.encode()).hexdigest()
         data = self._call("POST", "/api/v1/payments", json=body)
         bolt11 = data.get("payment_request") or data.get("bolt11")
         if not bolt11 or not data.get("payment_hash"):
@@ -80,10 +81,10 @@ class LNDBackend(_HTTPBackend):
         super().__init__(url, {"Grpc-Metadata-macaroon": macaroon_hex}, timeout, verify=tls_cert or True)
 
     def create_invoice(self, amount_sat: int, memo: str, expiry: int,
-                       description_hash: bytes | None = None) -> Invoice:
+                       hashed_description: str | None = None) -> Invoice:
         body: dict[str, Any] = {"value": str(amount_sat), "memo": memo, "expiry": str(expiry)}
-        if description_hash is not None:
-            body["description_hash"] = base64.b64encode(description_hash).decode()
+        if hashed_description is not None:
+            body["description_hash"] = base64.b64encode(hashlib.sha256(hashed_description.encode()).digest()).decode()
         data = self._call("POST", "/v1/invoices", json=body)
         try:
             payment_hash = base64.b64decode(data["r_hash"]).hex()
@@ -108,9 +109,11 @@ class CLNBackend(_HTTPBackend):
         super().__init__(url, {"Rune": rune}, timeout, verify)
 
     def create_invoice(self, amount_sat: int, memo: str, expiry: int,
-                       description_hash: bytes | None = None) -> Invoice:
-        body = {"amount_msat": amount_sat * 1000, "label": f"sovereign-mcp-{secrets.token_hex(8)}",
-                "description": memo, "expiry": expiry}
+                       hashed_description: str | None = None) -> Invoice:
+        body: dict[str, Any] = {"amount_msat": amount_sat * 1000, "label": f"sovereign-mcp-{secrets.token_hex(8)}",
+                                "description": memo, "expiry": expiry}
+        if hashed_description is not None:  # CLN's invoice RPC: the description goes in hashed only (tag h)
+            body.update(description=hashed_description, deschashonly=True)
         data = self._call("POST", "/v1/invoice", json=body)
         if "bolt11" not in data or "payment_hash" not in data:
             raise BackendUnavailable(f"cln returned no invoice: {str(data)[:200]}")
