@@ -54,7 +54,10 @@ class ServerSettings(_Section):
         description="Extra Host header values accepted (DNS-rebinding protection); '*' disables the check.",
     )
     allowed_origins: list[str] = Field(default_factory=list)
-    stateless_http: bool = False
+    stateless_http: bool = Field(True, description=(
+        "No server-side MCP sessions: every POST stands alone (the 2026-07-28 protocol is sessionless anyway). "
+        "false keeps sessions for older clients that want server-initiated streams; each costs memory for "
+        "30 min idle and the SDK caps them at 10,000, which anonymous clients could fill."))
     json_response: bool = False
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted /api request body, bytes.")
     max_mcp_body_bytes: int = Field(4 * 1_048_576, ge=1024, description="Largest accepted POST to the MCP "

@@ -192,6 +192,19 @@ def test_lsat_credential_accepted(server: Server) -> None:
     assert ok.status_code == 200, ok.text
 
 
+def test_a_failed_paid_api_call_is_not_charged(server: Server) -> None:
+    required = challenge_of(httpx.post(f"{server.url}/api/validate", json=BODY, timeout=30))
+    [preimage] = pay_in_process(server.data, [required["invoice"]])
+    cred = {"Authorization": f"L402 {required['macaroon']}:{preimage}"}
+    failed = httpx.post(f"{server.url}/api/validate", json={**BODY, "rules": ["no-such-rule"]}, headers=cred,
+                        timeout=30)
+    assert failed.status_code == 400 and "no-such-rule" in failed.text
+    ok = httpx.post(f"{server.url}/api/validate", json=BODY, headers=cred, timeout=30)  # the call was given back
+    assert ok.status_code == 200, ok.text
+    assert "used up" in challenge_of(httpx.post(f"{server.url}/api/validate", json=BODY, headers=cred,
+                                                timeout=30))["reason"]
+
+
 def test_wrong_preimage_gets_402(server: Server) -> None:
     required = challenge_of(httpx.post(f"{server.url}/api/validate", json=BODY, timeout=30))
     pay_cli(server, required["invoice"])
@@ -217,10 +230,12 @@ def test_mcp_tools_call_without_credential_is_402(server: Server) -> None:
     required = challenge_of(response)
     assert required["tool"] == TOOL and required["amount_sat"] == 21
     assert [v.split()[0] for v in response.headers.get_list("www-authenticate")] == ["L402", "LSAT"]
-    # a batch with one paid call in it is gated as well
+    # a batch is refused before anything is counted or invoiced (MCP 2025-06-18 dropped JSON-RPC batching)
+    issued = len(TokenStore(server.data / "l402.sqlite3").tokens(limit=1000))
     batch = [tools_call("search_blog", {"query": "lightning"}, 1), tools_call(TOOL, {"text": "x"}, 2)]
-    assert httpx.post(f"{server.url}/mcp", headers=MCP_HEADERS, content=json.dumps(batch),
-                      timeout=30).status_code == 402
+    refused = httpx.post(f"{server.url}/mcp", headers=MCP_HEADERS, content=json.dumps(batch), timeout=30)
+    assert refused.status_code == 400 and "batches are not supported" in refused.json()["error"]["message"]
+    assert len(TokenStore(server.data / "l402.sqlite3").tokens(limit=1000)) == issued
     # a credential that does not verify gets a fresh challenge with the reason
     bad = httpx.post(f"{server.url}/mcp", timeout=30, content=json.dumps(tools_call(TOOL, {"text": "x"})),
                      headers={**MCP_HEADERS, "Authorization": f"L402 {required['macaroon']}:{'11' * 32}"})

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -152,6 +153,37 @@ async def test_l402_challenges_are_limited(proxied):
         assert (await http.get(f"{proxied}/api/tags", headers=forwarded)).status_code == 200
 
 
+async def test_sessions_resources_and_lnurl_invoices_are_counted(proxied):
+    """initialize (a new session), resources/read and prompts/get share the free bucket; the LNURL-pay
+    callback creates an invoice, so it shares the L402 challenge bucket; a JSON-RPC batch is refused before
+    anything is counted."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        def post(ip: str, message: dict | list) -> Any:
+            return http.post(f"{proxied}/mcp", headers={**MCP_HEADERS, "X-Forwarded-For": ip}, json=message)
+
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+        assert [(await post("198.51.100.30", init)).status_code for _ in range(3)] == [200, 200, 200]
+        flood = await post("198.51.100.30", init)
+        assert flood.status_code == 429 and flood.json()["id"] == 1  # no fourth session from this client
+
+        read = {"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "blog://articles"}}
+        batch = [call("search_blog", {"query": "a"}, 5), call("search_blog", {"query": "b"}, 6)]
+        for _ in range(5):  # batches are refused at once and count nothing
+            refused = await post("198.51.100.31", batch)
+            assert refused.status_code == 400 and "batches are not supported" in refused.json()["error"]["message"]
+        counted = [call("list_tags", {}, 3), read, call("list_tags", {}, 4)]
+        assert [(await post("198.51.100.31", m)).status_code != 429 for m in counted] == [True, True, True]
+        assert (await post("198.51.100.31", read)).status_code == 429  # the fourth counted request
+
+        lnurl = f"{proxied}/lnurlp/tips/callback"
+        forwarded = {"X-Forwarded-For": "198.51.100.32"}
+        first = [await http.get(lnurl, params={"amount": 1000}, headers=forwarded) for _ in range(2)]
+        assert all(r.status_code == 200 and r.json()["pr"].startswith("lnbcrt") for r in first), first
+        third = await http.get(lnurl, params={"amount": 1000}, headers=forwarded)
+        assert third.status_code == 429 and third.headers["retry-after"].isdigit()
+
+
 async def test_oversize_mcp_body_is_413_with_payments_on(proxied):
     big = json.dumps(call("search_blog", {"query": "x" * 5000})).encode()
     async with httpx.AsyncClient(timeout=10) as http:
@@ -279,3 +311,42 @@ def test_tool_limits_default_override_and_waits():
     assert limits.limit_for("diagnose_sglang", {"probe": True}) == 5
     assert limits.limit_for("pipeline_status", {"job_id": "j", "wait_seconds": 300}) == 330  # waits by design
     assert limits.limit_for("pipeline_status", {"wait_seconds": True}) == 30  # not a number of seconds
+
+
+async def test_a_paid_call_that_times_out_is_charged_and_a_failing_one_is_not(tmp_path: Path) -> None:
+    """A timed-out sync tool keeps running in its thread (it may still queue a job), so its call is not
+    handed back; a call that fails by itself is."""
+    import threading
+
+    from fastmcp import FastMCP
+    from fastmcp.exceptions import ToolError
+
+    from sovereign_mcp.server.payments import L402Middleware
+    from sovereign_mcp.server.timeouts import ToolTimeoutMiddleware
+    from tests.test_l402_macaroons import Env, credential
+
+    env = Env(tmp_path, prices={"slow_job": {"sats": 10, "calls": 2}})
+    finished = threading.Event()
+    mcp = FastMCP("t")
+
+    @mcp.tool
+    def slow_job(fail: bool = False, l402: str | None = None) -> str:
+        if fail:
+            raise ToolError("refused by the tool")
+        finished.wait(5)
+        return "queued"
+
+    mcp.add_middleware(L402Middleware(env.service))
+    mcp.add_middleware(ToolTimeoutMiddleware(0.3))
+    challenge, preimage = env.buy("slow_job")
+    cred = credential(challenge.macaroon, preimage)
+    (token,) = [t for t in env.store.tokens() if t.payment_hash == challenge.payment_hash]
+    token_id = token.token_id
+    async with Client(mcp) as client:
+        with pytest.raises(ToolError, match="refused by the tool"):
+            await client.call_tool("slow_job", {"fail": True, "l402": cred})
+        assert env.store.get(token_id).calls_used == 0  # refunded
+        with pytest.raises(ToolError, match=r"timed out after 0.3 s"):
+            await client.call_tool("slow_job", {"l402": cred})
+        finished.set()
+        assert env.store.get(token_id).calls_used == 1  # charged: the work went on

@@ -2,7 +2,8 @@
 its ``tools/call`` requests (parsed once per request), replay the body downstream, answer an error.
 
 Message shapes: JSON-RPC 2.0 (https://www.jsonrpc.org/specification §4, §5.1) as used by the MCP
-Streamable HTTP transport (one message, or a batch array, per POST).
+Streamable HTTP transport: one message per POST (MCP 2025-06-18 dropped JSON-RPC batching; the guards answer
+a batch with 400 before counting or invoicing anything).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from starlette.types import Message, Receive, Scope
 
 INVALID_REQUEST = -32600
 SERVER_ERROR = -32000  # JSON-RPC §5.1 "-32000 to -32099: reserved for implementation-defined server-errors"
-_STATE_KEY = "sovereign_mcp.tool_calls"
+_STATE_KEY = "sovereign_mcp.parsed_body"
+#: Requests other than ``tools/call`` that cost the server work per call (a new session, a resource read,
+#: a rendered prompt); the rate limiter counts them like free tool calls.
+COUNTED_METHODS = frozenset({"initialize", "resources/read", "prompts/get"})
 
 
 class BodyTooLarge(Exception):
@@ -77,9 +81,19 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def tool_calls(scope: Scope, body: bytes) -> list[ToolCall]:
-    """The ``tools/call`` requests in ``body`` (a single message or a batch), parsed once per request and
-    remembered in ``scope["state"]``; ``[]`` for a body that is not JSON (the MCP layer reports that)."""
+@dataclass(frozen=True, slots=True)
+class ParsedBody:
+    """What the guards need from one POST body: whether it is a batch (a JSON array), its ``tools/call``
+    requests, and its other requests in :data:`COUNTED_METHODS` as ``(id, method)``."""
+
+    batch: bool
+    calls: list[ToolCall]
+    counted: list[tuple[Any, str]]
+
+
+def parse_body(scope: Scope, body: bytes) -> ParsedBody:
+    """Parse ``body`` once per request (remembered in ``scope["state"]``); a body that is not JSON gives
+    an empty result (the MCP layer reports that)."""
     state = scope.setdefault("state", {})
     cached = state.get(_STATE_KEY)
     if cached is not None:
@@ -89,8 +103,14 @@ def tool_calls(scope: Scope, body: bytes) -> list[ToolCall]:
     except (ValueError, RecursionError):
         payload = None
     calls: list[ToolCall] = []
+    counted: list[tuple[Any, str]] = []
     for message in payload if isinstance(payload, list) else [payload]:
-        if not isinstance(message, dict) or message.get("method") != "tools/call":
+        if not isinstance(message, dict):
+            continue
+        method = message.get("method")
+        if method in COUNTED_METHODS:
+            counted.append((message.get("id"), method))
+        if method != "tools/call":
             continue
         params = message.get("params")
         if not isinstance(params, dict) or not isinstance(params.get("name"), str):
@@ -98,8 +118,19 @@ def tool_calls(scope: Scope, body: bytes) -> list[ToolCall]:
         arguments = params.get("arguments")
         calls.append(ToolCall(message.get("id"), params["name"], arguments if isinstance(arguments, dict) else None,
                               params.get("_meta")))
-    state[_STATE_KEY] = calls
-    return calls
+    parsed = ParsedBody(isinstance(payload, list), calls, counted)
+    state[_STATE_KEY] = parsed
+    return parsed
+
+
+def parsed_body(scope: Scope) -> ParsedBody | None:
+    """The :class:`ParsedBody` a guard already made for this request, if any (for layers outside them)."""
+    return scope.get("state", {}).get(_STATE_KEY)
+
+
+def tool_calls(scope: Scope, body: bytes) -> list[ToolCall]:
+    """The ``tools/call`` requests in ``body`` (see :func:`parse_body`)."""
+    return parse_body(scope, body).calls
 
 
 def error_response(request_id: Any, code: int, message: str, status: int, data: Any = None,

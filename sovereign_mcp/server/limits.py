@@ -5,16 +5,18 @@ It sits inside the bearer-auth layer (so ``scope["user"]`` names an authenticate
 outside the L402 guard (so a client over its limit creates no invoice). What is counted, per client
 (:func:`sovereign_mcp.ratelimit.client_key`):
 
-* ``free``: each ``tools/call`` of a tool without a price, and each ``/api/*`` request except a paid
-  ``/api/validate``;
+* ``free``: each ``tools/call`` of a tool without a price, each ``initialize`` (a new session),
+  ``resources/read`` and ``prompts/get``, and each ``/api/*`` request except a paid ``/api/validate``;
 * ``challenge``: each call of a paid tool (``tools/call`` or ``/api/validate``) that will be answered with
-  a fresh L402 invoice: no credential, or one that does not verify.
+  a fresh L402 invoice (no credential, or one that does not verify), and each LNURL-pay callback (it
+  creates an invoice too).
 
 An exceeded limit answers ``429 Too Many Requests`` with ``Retry-After: <seconds>`` (RFC 6585 §4,
 RFC 9110 §10.2.3); on the MCP endpoint the body is a JSON-RPC error for the request's id, which MCP
 clients raise as an error carrying the message (``rate limit exceeded: 60 per 1 minute; retry after 12 s``).
-stdio is the local operator and is not limited. Calls of other JSON-RPC methods (``initialize``,
-``tools/list``, ...) are not counted.
+stdio is the local operator and is not limited. Other JSON-RPC methods (``tools/list``, notifications, ...)
+are not counted. A JSON-RPC batch (a JSON array) is answered with 400 before anything is counted: MCP's
+Streamable HTTP transport takes one message per POST since 2025-06-18.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ from sovereign_mcp.server.jsonrpc import (
     BodyTooLarge,
     ToolCall,
     error_response,
+    parse_body,
     read_body,
     replaying,
-    tool_calls,
 )
 from sovereign_mcp.server.payments import credential_from
 
@@ -79,13 +81,18 @@ class RequestLimitsGuard:
                 await error_response(None, INVALID_REQUEST, f"{exc}; send less (server.max_mcp_body_bytes)",
                                      413)(scope, receive, send)
                 return
+            if parse_body(scope, body).batch:
+                await error_response(None, INVALID_REQUEST, "JSON-RPC batches are not supported: send one "
+                                     "request per POST (MCP Streamable HTTP, 2025-06-18 and later)", 400)(
+                    scope, receive, send)
+                return
             refused = await self._check_mcp(scope, body) if self.limiter is not None else None
             if refused is not None:
                 await refused(scope, receive, send)
                 return
             await self.app(scope, replaying(body, receive), send)
             return
-        if self.limiter is not None and path.startswith("/api/") and scope["method"] != "OPTIONS":
+        if self.limiter is not None and path.startswith(("/api/", "/lnurlp/")) and scope["method"] != "OPTIONS":
             refusal = await self._check_api(scope, path)
             if refusal is not None:
                 await JSONResponse({"error": refusal.message, "details": []}, status_code=429,
@@ -96,7 +103,13 @@ class RequestLimitsGuard:
     async def _check_mcp(self, scope: Scope, body: bytes) -> Response | None:
         client = scope_client(scope)
         authorization = _header(scope, b"authorization")
-        for call in tool_calls(scope, body):
+        parsed = parse_body(scope, body)
+        for request_id, _method in parsed.counted:
+            refusal = await self._hit("free", client)
+            if refusal is not None:
+                return error_response(request_id, SERVER_ERROR, refusal.message, 429, headers=_retry_after(refusal),
+                                      data={"retry_after": refusal.retry_after, "limit": refusal.limit})
+        for call in parsed.calls:
             kind = await self._kind_of(scope, call, authorization)
             refusal = await self._hit(kind, client) if kind is not None else None
             if refusal is not None:
@@ -123,6 +136,8 @@ class RequestLimitsGuard:
         return None
 
     async def _check_api(self, scope: Scope, path: str) -> Refusal | None:
+        if path.startswith("/lnurlp/"):  # the LNURL-pay callback creates an invoice (LUD-06 step 2)
+            return await self._hit("challenge", scope_client(scope)) if path.endswith("/callback") else None
         tool = PAID_API.get(path)
         if tool is not None:
             kind = await self._kind_of(scope, ToolCall(None, tool, None, None), _header(scope, b"authorization"))

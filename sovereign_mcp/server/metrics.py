@@ -35,10 +35,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sovereign_mcp.config import Settings
 from sovereign_mcp.observability import metrics
 from sovereign_mcp.observability.logs import REQUEST_ID, new_request_id
+from sovereign_mcp.server.jsonrpc import parsed_body
 
 access_log = logging.getLogger("sovereign_mcp.access")
 STATE_REQUEST_ID = "request_id"
-_TOOL_CALLS_KEY = "sovereign_mcp.tool_calls"  # where server/jsonrpc.py caches a body's tools/call requests
 UNKNOWN_TOOL = "unknown"
 
 
@@ -161,7 +161,8 @@ class ObservabilityMiddleware:
         metrics.record_http_request(route, scope["method"], status, seconds)
         if status in (402, 429) and scope["method"] == "POST" and scope["path"].rstrip("/") == self.mcp_path:
             outcome = "payment_required" if status == 402 else "rate_limited"
-            calls = scope.get("state", {}).get(_TOOL_CALLS_KEY) or []
+            parsed = parsed_body(scope)
+            calls = parsed.calls if parsed is not None else []
             known = await self.known_tools() if calls and self.known_tools is not None else set()
             for call in calls:
                 metrics.record_tool_call(call.name if call.name in known else UNKNOWN_TOOL, outcome)

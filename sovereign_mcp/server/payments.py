@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 from fastmcp import FastMCP
 from fastmcp.server.dependencies import get_http_headers, get_http_request
 from fastmcp.server.middleware import Middleware, MiddlewareContext
@@ -35,6 +36,7 @@ from sovereign_mcp.payments.service import (
     L402Service,
     PaymentChallenge,
     PaymentsUnavailable,
+    Receipt,
     client_key,
 )
 from sovereign_mcp.server.jsonrpc import (
@@ -45,6 +47,7 @@ from sovereign_mcp.server.jsonrpc import (
     replaying,
     tool_calls,
 )
+from sovereign_mcp.server.timeouts import ToolTimeout
 
 FREE_FLAG = "l402_free_call"
 
@@ -80,25 +83,27 @@ def _client(scope_or_request: Any) -> str:
     return client_key(host)
 
 
-def authorize_http(service: L402Service, request: Request, tool: str) -> Response | None:
-    """Gate a plain-HTTP call of ``tool``: ``None`` when it may run (credential spent or free call),
-    else the 402/503 response to send."""
+def authorize_http(service: L402Service, request: Request, tool: str) -> tuple[Response | None, Receipt | None]:
+    """Gate a plain-HTTP call of ``tool`` (blocking: run it in a worker thread).
+
+    Returns ``(None, receipt)`` when it may run on a spent credential (refund the receipt if the call then
+    fails), ``(None, None)`` for an operator or a free call, or ``(response, None)`` with the 402/503 to send.
+    """
     if scope_is_operator(request.scope):
-        return None
+        return None, None
     credential = request.headers.get("authorization")
     client = _client(request)
     try:
         if credential:
             try:
-                service.spend(credential, tool)
-                return None
+                return None, service.spend(credential, tool)
             except InvalidCredential as exc:
-                return payment_response(service.challenge(tool, client), str(exc))
+                return payment_response(service.challenge(tool, client), str(exc)), None
         if service.free_call(client):
-            return None
-        return payment_response(service.challenge(tool, client))
+            return None, None
+        return payment_response(service.challenge(tool, client)), None
     except PaymentsUnavailable as exc:
-        return unavailable_response(exc)
+        return unavailable_response(exc), None
 
 
 class L402HTTPGuard:
@@ -120,7 +125,7 @@ class L402HTTPGuard:
         except BodyTooLarge as exc:
             await error_response(None, INVALID_REQUEST, str(exc), 413)(scope, receive, send)
             return
-        response = self._check(scope, body)
+        response = await run_in_threadpool(self._check, scope, body)  # database and backend calls block
         if response is not None:
             await response(scope, receive, send)
             return
@@ -180,22 +185,35 @@ class L402Middleware(Middleware):
             free_granted = bool(request.scope.get("state", {}).get(FREE_FLAG))
         except RuntimeError:
             pass  # stdio: the local operator's process
+        outcome = await anyio.to_thread.run_sync(self._settle, tool, credential, client, free_granted)
+        if isinstance(outcome, ToolResult):
+            return outcome
+        try:
+            return await call_next(context)
+        except ToolTimeout:
+            # not refunded: a timed-out sync tool keeps running in its thread and may still do its work
+            # (queue a job, ...), so handing the call back would make it free to repeat
+            raise
+        except Exception:
+            if outcome is not None:
+                await anyio.to_thread.run_sync(self.service.refund, outcome)
+            raise
+
+    def _settle(self, tool: str, credential: str | None, client: str,
+                free_granted: bool) -> Receipt | ToolResult | None:
+        """Blocking part of a paid call (database, Lightning backend): a receipt for a spent credential,
+        ``None`` for a free call, or the ``payment_required`` / error result to answer with."""
         try:
             if credential is None:
                 if free_granted or self.service.free_call(client):
-                    return await call_next(context)
+                    return None
                 return self._required(self.service.challenge(tool, client))
             try:
-                receipt = self.service.spend(credential, tool)
+                return self.service.spend(credential, tool)
             except InvalidCredential as exc:
                 return self._required(self.service.challenge(tool, client), str(exc))
         except PaymentsUnavailable as exc:
             return ToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
-        try:
-            return await call_next(context)
-        except Exception:
-            self.service.refund(receipt)
-            raise
 
     @staticmethod
     def _required(challenge: PaymentChallenge, reason: str = "") -> ToolResult:

@@ -150,11 +150,17 @@ def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, diag
                         return JSONResponse({"error": PROBE_REFUSED}, status_code=401,
                                             headers={"WWW-Authenticate": 'Bearer scope="operator"'})
                     return JSONResponse((await run_in_threadpool(handler, args)).model_dump(mode="json"))
+                receipt = None
                 if paid_tool and payments is not None and payments.price(paid_tool) is not None:
-                    refused = await run_in_threadpool(authorize_http, payments, request, paid_tool)
+                    refused, receipt = await run_in_threadpool(authorize_http, payments, request, paid_tool)
                     if refused is not None:
                         return refused
-                return JSONResponse(handler(args).model_dump(mode="json"))
+                try:
+                    return JSONResponse((await run_in_threadpool(handler, args)).model_dump(mode="json"))
+                except Exception:
+                    if receipt is not None and payments is not None:  # a call that failed is not charged
+                        await run_in_threadpool(payments.refund, receipt)
+                    raise
             except HTTPProblem as problem:
                 return problem.response()
             except ArticleNotFound as exc:
