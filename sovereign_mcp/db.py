@@ -12,7 +12,10 @@ Writers on SQLite take the write lock up front (``BEGIN IMMEDIATE``), so two wri
 upgrading a read lock; each thread (and each forked process) has its own SQLite connection. On
 PostgreSQL every transaction borrows a pooled connection; one that the server dropped (a restart, an
 idle timeout) is discarded, and if it fails on the first statement of a transaction the statement is
-retried once on a fresh connection, since nothing of that transaction has run yet.
+retried once on a fresh connection, since nothing of that transaction has run yet. A transaction waits
+at most ``pool_timeout`` seconds (5 by default) for a pooled connection; when the server is down (no
+connection in time, or the connection broke mid-transaction) it raises :class:`DatabaseUnavailable`, which
+the HTTP and MCP surfaces answer as "503, retry in a few seconds".
 """
 
 from __future__ import annotations
@@ -36,7 +39,30 @@ _SCHEMA_LOCK_KEY = 0x50564D435053  # any constant bigint; "SVMCPS"
 
 
 class DatabaseUnavailable(ConnectionError):
-    """The configured PostgreSQL server cannot be reached; the message names it (password hidden)."""
+    """The configured PostgreSQL server cannot be reached (down, restarting, out of connections); the message
+    names it (password hidden). Transient: callers answer "retry in a few seconds" (HTTP 503)."""
+
+    retry_after = 5  # seconds a client should wait before retrying
+
+
+# SQLSTATE classes of a server that is gone or refusing sessions (PostgreSQL manual, Appendix A):
+# 08 connection exception, 57P01-57P03 admin/crash shutdown and "cannot connect now", 53300 too many connections.
+_OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def _is_outage(exc: BaseException, conn: Any = None) -> bool:
+    """Whether ``exc`` means the PostgreSQL server is unreachable (not a bad query or a lock conflict)."""
+    from psycopg import OperationalError
+    from psycopg_pool import PoolTimeout
+
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    state = exc.sqlstate
+    if state is None or state.startswith(_OUTAGE_SQLSTATES):
+        return True
+    return bool(conn is not None and conn.broken)
 
 
 def is_postgres(url: str | None) -> bool:
@@ -121,9 +147,10 @@ class Cursor:
 class _PgSession:
     """One PostgreSQL transaction's connection, replaceable until its first statement has succeeded."""
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, timeout: float) -> None:
         self.pool = pool
-        self.conn = pool.getconn()
+        self.timeout = timeout
+        self.conn: Any = pool.getconn(timeout=timeout)
         self.cursor = self.conn.cursor()
         self.started = False
 
@@ -133,15 +160,23 @@ class _PgSession:
         return not self.started and isinstance(exc, psycopg.OperationalError) and self.conn.broken
 
     def reconnect(self) -> Any:
-        """Give the broken connection back (the pool drops it), check the idle ones, take a fresh one."""
+        """Give the broken connection back (the pool drops it), check the idle ones, take a fresh one.
+
+        Raises:
+            psycopg_pool.PoolTimeout: no connection within the pool timeout (the server is still down).
+        """
+        conn, self.conn = self.conn, None  # given back once: end() must not return it again
         with suppress(Exception):
-            self.pool.putconn(self.conn)
+            self.pool.putconn(conn)
         self.pool.check()  # every idle connection from before a server restart is broken too
-        self.conn = self.pool.getconn()
+        self.conn = self.pool.getconn(timeout=self.timeout)
         self.cursor = self.conn.cursor()
         return self.cursor
 
     def end(self, commit: bool) -> None:
+        """Commit or roll back, then give the connection back to the pool (nothing if it already was)."""
+        if self.conn is None:  # reconnect() gave the broken one back and could not get another
+            return
         try:
             if commit:
                 self.conn.commit()
@@ -161,9 +196,10 @@ class Database:
         path: SQLite file, created with its folder; used when ``url`` is not a PostgreSQL URL.
         url: ``postgresql://user:password@host:port/dbname``; needs the ``psycopg`` and ``psycopg_pool``
             packages (dependencies of sovereign-mcp).
-        busy_timeout: how long a SQLite writer waits for the lock, or a PostgreSQL transaction for a
-            pooled connection, seconds.
+        busy_timeout: how long a SQLite writer waits for the lock, seconds.
         pool_size: most PostgreSQL connections this process opens for this database.
+        pool_timeout: how long a PostgreSQL transaction waits for a pooled connection before raising
+            :class:`DatabaseUnavailable`, seconds (short: a request should fail fast while the server is down).
 
     Raises:
         ValueError: neither a SQLite path nor a PostgreSQL URL.
@@ -171,12 +207,13 @@ class Database:
     """
 
     def __init__(self, path: Path | None = None, url: str | None = None, busy_timeout: float = 30.0,
-                 pool_size: int = 10) -> None:
+                 pool_size: int = 10, pool_timeout: float = 5.0) -> None:
         self.postgres = is_postgres(url)
         self.url = url if self.postgres else None
         self.path = path
         self.busy_timeout = busy_timeout
         self.pool_size = pool_size
+        self.pool_timeout = pool_timeout
         self._local = threading.local()
         self._pool: Any = None
         self._pool_pid = 0
@@ -211,7 +248,7 @@ class Database:
                 return self._pool
             from psycopg_pool import ConnectionPool, PoolTimeout
 
-            pool = ConnectionPool(self.url, min_size=1, max_size=self.pool_size, timeout=self.busy_timeout,
+            pool = ConnectionPool(self.url, min_size=1, max_size=self.pool_size, timeout=self.pool_timeout,
                                   kwargs={"autocommit": False}, name="sovereign-mcp", open=False)
             pool.open()
             try:
@@ -219,7 +256,7 @@ class Database:
             except PoolTimeout:
                 pool.close()
                 raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {redact_url(self.url or '')}: check "
-                                      "database_url, that the server runs and accepts this user") from None
+                                          "database_url, that the server runs and accepts this user") from None
             self._pool, self._pool_pid = pool, os.getpid()
             return pool
 
@@ -228,15 +265,33 @@ class Database:
         """A transaction: committed on exit, rolled back on any exception.
 
         ``write`` (SQLite) takes the write lock at ``BEGIN``; PostgreSQL locks rows as statements touch them.
+
+        Raises:
+            DatabaseUnavailable: PostgreSQL is down or not answering (no pooled connection within
+                ``pool_timeout`` s, or the connection broke); nothing of the transaction was committed, unless
+                the connection broke during the commit itself (then the outcome is unknown).
         """
         if self.postgres:
-            session = _PgSession(self._postgres_pool())
+            pool = self._postgres_pool()
+            try:
+                session = _PgSession(pool, self.pool_timeout)
+            except Exception as exc:
+                if _is_outage(exc):
+                    raise self._unavailable(exc) from exc
+                raise
             try:
                 yield Cursor(session.cursor, True, session)
-            except BaseException:
+            except BaseException as exc:
                 session.end(commit=False)
+                if _is_outage(exc, session.conn):
+                    raise self._unavailable(exc) from exc
                 raise
-            session.end(commit=True)
+            try:
+                session.end(commit=True)
+            except Exception as exc:
+                if _is_outage(exc, session.conn):
+                    raise self._unavailable(exc) from exc
+                raise
             return
         cur = self._sqlite().cursor()
         try:
@@ -250,17 +305,9 @@ class Database:
         finally:
             cur.close()
 
-    @contextmanager
-    def session_connection(self) -> Iterator[Any]:
-        """A dedicated PostgreSQL connection outside the pool in autocommit mode (for session-level
-        advisory locks, which must outlive transactions); closed on exit."""
-        import psycopg
-
-        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=int(min(self.busy_timeout, 10)))
-        try:
-            yield conn
-        finally:
-            conn.close()
+    def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
+        return DatabaseUnavailable(f"the database is unavailable (PostgreSQL at {redact_url(self.url or '')} is "
+                                   f"not answering: {type(exc).__name__}); retry in a few seconds")
 
     def create(self, schema: Iterable[str]) -> None:
         """Run ``CREATE ... IF NOT EXISTS`` statements (portable SQL: TEXT, INTEGER, BIGINT, DOUBLE PRECISION),

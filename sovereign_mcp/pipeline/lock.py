@@ -8,9 +8,11 @@
   dropped). A holder re-checks its connection before each scheduling round and stands down if it is gone,
   since another worker may then have taken the lock.
 
-Only the holder may put steps a dead worker left ``running`` back to ``pending``
-(:meth:`~sovereign_mcp.pipeline.store.JobStore.recover`): with one lock per queue no live worker's step is
-ever taken away from it.
+Only the holder may put steps an earlier holder left ``running`` back to ``pending``
+(:meth:`~sovereign_mcp.pipeline.store.JobStore.recover`). A PostgreSQL holder can lose its lock without
+noticing at once (its session dropped mid-step) while another worker takes over; the store's worker epoch
+fences it: its results for the recovered step are dropped (see :mod:`sovereign_mcp.pipeline.store`), and it
+gives the step up at its next lock check.
 """
 
 from __future__ import annotations

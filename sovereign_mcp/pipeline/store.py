@@ -10,9 +10,18 @@ back to ``pending`` and nothing else is redone.
 
 Thread- and process-safe through :mod:`sovereign_mcp.db` (SQLite: ``BEGIN IMMEDIATE`` for every write;
 PostgreSQL: pooled connections). Every state change that two workers could race for is one conditional
-``UPDATE ... WHERE state = ...`` whose row count says who won (:meth:`JobStore.claim`). Only the worker holding
-:meth:`JobStore.worker_lock` runs steps and may :meth:`JobStore.recover`. Times are unix seconds from the
-injected clock.
+``UPDATE ... WHERE state = ...`` whose row count says who won (:meth:`JobStore.claim`); :meth:`JobStore.claim`
+and :meth:`JobStore.cancel` lock the job row first (``SELECT ... FOR UPDATE`` on PostgreSQL), so a cancel never
+acts on a stale read. Only the worker holding :meth:`JobStore.worker_lock` runs steps and may
+:meth:`JobStore.recover`. Times are unix seconds from the injected clock.
+
+Fencing (a lock holder that lost its lock without noticing, e.g. its PostgreSQL session dropped mid-step,
+must not overwrite its successor's work; the "fencing token" of Kleppmann, "How to do distributed
+locking", 2016): ``pipeline_worker.epoch`` is bumped by every new lock holder in :meth:`JobStore.recover`,
+each claimed step records the claimer's epoch (``pipeline_steps.claim_epoch``), a claim under an epoch that
+is no longer current is refused, and a worker's results (:meth:`JobStore.finish_step`, :meth:`~JobStore.fail`,
+:meth:`~JobStore.retry`, :meth:`~JobStore.requeue`, :meth:`~JobStore.record_gate`) apply only while its step
+is still ``running`` under the epoch it was claimed with; a stale worker's result is dropped and logged.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -43,6 +53,8 @@ from sovereign_mcp.pipeline.models import (
     StepOut,
     spec_of,
 )
+
+log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running", "waiting")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -84,8 +96,11 @@ SCHEMA = [  # {serial} is the dialect's auto-numbered primary key (Database.seri
         output TEXT,
         detail TEXT,
         error TEXT,
+        claim_epoch BIGINT,
         PRIMARY KEY (job_id, name)
     )""",
+    "CREATE TABLE IF NOT EXISTS pipeline_worker (id INTEGER PRIMARY KEY, epoch BIGINT NOT NULL)",
+    "INSERT INTO pipeline_worker (id, epoch) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
     """CREATE TABLE IF NOT EXISTS pipeline_artifacts (
         job_id TEXT NOT NULL,
         name TEXT NOT NULL,
@@ -168,6 +183,12 @@ class JobStore:
         self.db = Database(self.path, database_url)
         self.postgres = self.db.postgres
         self.db.create(s.replace("{serial}", self.db.serial_primary_key) for s in SCHEMA)
+        self._for_update = " FOR UPDATE" if self.postgres else ""  # SQLite: BEGIN IMMEDIATE serialises writers
+        with self._tx() as cur:  # stores created before fencing lack the column
+            cur.execute("SELECT * FROM pipeline_steps LIMIT 0")
+            if "claim_epoch" not in [c[0] for c in cur.description]:
+                exists = "IF NOT EXISTS " if self.postgres else ""
+                cur.execute(f"ALTER TABLE pipeline_steps ADD COLUMN {exists}claim_epoch BIGINT")
 
     # -- database -------------------------------------------------------------------------------------
     def _tx(self, write: bool = True) -> contextlib.AbstractContextManager[Cursor]:
@@ -209,8 +230,8 @@ class JobStore:
                             [(job_id, i, s.name, s.service) for i, s in enumerate(steps)])
         return job_id
 
-    def _row(self, cur: Cursor, job_id: str) -> dict[str, Any]:
-        cur.execute("SELECT * FROM pipeline_jobs WHERE id = ?", [job_id])
+    def _row(self, cur: Cursor, job_id: str, lock: bool = False) -> dict[str, Any]:
+        cur.execute("SELECT * FROM pipeline_jobs WHERE id = ?" + (self._for_update if lock else ""), [job_id])
         row = cur.fetchone()
         if row is None:
             raise JobNotFound(job_id)
@@ -310,15 +331,28 @@ class JobStore:
                         out.append(Candidate(job_id, seq, spec.name, row[1], spec.service, since))
             return out
 
-    def claim(self, job_id: str, step: str, service: str | None, message: str) -> bool:
-        """Mark ``step`` running if its job is still active and not cancelling; ``False`` otherwise."""
+    def claim(self, job_id: str, step: str, service: str | None, message: str, *, epoch: int | None = None) -> bool:
+        """Mark ``step`` running if its job is still active and not cancelling; ``False`` otherwise.
+
+        ``epoch`` (the claiming worker's, from :meth:`recover`) is recorded on the step; the claim is refused
+        when another worker has taken the lock since (a newer epoch). ``None``: no fencing (tests, tools).
+        """
         now = self._clock()
         with self._tx() as cur:
+            if epoch is not None:  # worker row before job row, the order recover() locks them in
+                cur.execute("SELECT epoch FROM pipeline_worker WHERE id = 1" + (" FOR SHARE" if self.postgres else ""))
+                current = cur.fetchone()[0]
+                if current != epoch:
+                    log.warning("pipeline: not claiming %s of job %s: worker epoch %s is stale (now %s); another "
+                                "worker holds the lock", step, job_id, epoch, current)
+                    return False
+            cur.execute("SELECT state FROM pipeline_jobs WHERE id = ?" + self._for_update, [job_id])
             # one conditional UPDATE: of two workers racing for the step, exactly one changes a row
-            cur.execute("UPDATE pipeline_steps SET state = 'running', started_at = ?, finished_at = NULL, error = NULL "
-                        "WHERE job_id = ? AND name = ? AND state = 'pending' AND EXISTS (SELECT 1 FROM pipeline_jobs j "
-                        f"WHERE j.id = ? AND j.state IN {ACTIVE} AND j.cancel_requested = 0)",
-                        [now, job_id, step, job_id])
+            cur.execute("UPDATE pipeline_steps SET state = 'running', started_at = ?, finished_at = NULL, "
+                        "error = NULL, claim_epoch = ? WHERE job_id = ? AND name = ? AND state = 'pending' AND "
+                        f"EXISTS (SELECT 1 FROM pipeline_jobs j WHERE j.id = ? AND j.state IN {ACTIVE} "
+                        "AND j.cancel_requested = 0)",
+                        [now, epoch, job_id, step, job_id])
             if cur.rowcount != 1:
                 return False
             cur.execute("UPDATE pipeline_jobs SET state = 'running', started_at = COALESCE(started_at, ?), "
@@ -352,40 +386,70 @@ class JobStore:
             cur.execute("UPDATE pipeline_jobs SET message = ?, updated_at = ? WHERE id = ?",
                         [message, self._clock(), job_id])
 
-    def finish_step(self, job_id: str, step: str, output: str, detail: dict[str, Any] | None = None) -> bool:
-        """Record the step done with its output; the job is done when every step is. Returns whether it is."""
+    def _fenced(self, cur: Cursor, job_id: str, step: str, epoch: int | None, what: str) -> bool:
+        """Whether a result of ``step`` claimed under ``epoch`` must be dropped: the step is no longer running
+        under that epoch (recovered and possibly re-run by a newer lock holder, or cancelled). Locks the row."""
+        if epoch is None:
+            return False
+        cur.execute("SELECT id FROM pipeline_jobs WHERE id = ?" + self._for_update, [job_id])  # job row, then step
+        cur.execute("SELECT state, claim_epoch FROM pipeline_steps WHERE job_id = ? AND name = ?" + self._for_update,
+                    [job_id, step])
+        row = cur.fetchone()
+        if row is not None and row[0] == "running" and row[1] == epoch:
+            return False
+        log.warning("pipeline job %s: dropping the %s of step %s from worker epoch %s: the step is now %s "
+                    "(another worker took over)", job_id, what, step, epoch, row and f"{row[0]} (epoch {row[1]})")
+        return True
+
+    def finish_step(self, job_id: str, step: str, output: str, detail: dict[str, Any] | None = None, *,
+                    epoch: int | None = None) -> bool:
+        """Record the running step done with its output; the job is done when every step is. Returns whether it
+        is. Nothing is recorded (``False``) when the step is no longer running (under ``epoch``, if given)."""
         now = self._clock()
         with self._tx() as cur:
-            cur.execute("UPDATE pipeline_steps SET state = 'done', finished_at = ?, output = ?, "
-                        "detail = COALESCE(?, detail), error = NULL WHERE job_id = ? AND name = ?",
+            if self._fenced(cur, job_id, step, epoch, "result"):
+                return False
+            cur.execute("UPDATE pipeline_steps SET state = 'done', finished_at = ?, output = ?, detail = COALESCE(?, "
+                        "detail), error = NULL WHERE job_id = ? AND name = ? AND state = 'running'",
                         [now, output, json.dumps(detail) if detail is not None else None, job_id, step])
+            if cur.rowcount != 1:
+                log.warning("pipeline job %s: dropping the result of step %s: it is no longer running", job_id, step)
+                return False
             return self._after_step(cur, job_id, now, f"finished {step}")
 
     def _after_step(self, cur: Cursor, job_id: str, now: float, message: str) -> bool:
         cur.execute("SELECT COUNT(*), SUM(CASE WHEN state = 'done' THEN 1 ELSE 0 END) FROM pipeline_steps "
                     "WHERE job_id = ?", [job_id])
         total, done = cur.fetchone()
-        if done == total:
+        if done == total:  # a job already failed or cancelled stays so
             cur.execute("UPDATE pipeline_jobs SET state = 'done', finished_at = ?, updated_at = ?, "
-                        "current_step = NULL, current_service = NULL, message = ? WHERE id = ?",
+                        f"current_step = NULL, current_service = NULL, message = ? WHERE id = ? AND state IN {ACTIVE}",
                         [now, now, f"done: {total} of {total} steps", job_id])
-            return True
+            return cur.rowcount == 1
         cur.execute("UPDATE pipeline_jobs SET current_step = NULL, current_service = NULL, updated_at = ?, message = ? "
-                    "WHERE id = ?", [now, f"{message} ({done} of {total} steps done)", job_id])
+                    f"WHERE id = ? AND state IN {ACTIVE}", [now, f"{message} ({done} of {total} steps done)", job_id])
         return False
 
-    def record_gate(self, job_id: str, attempt: GateAttempt) -> None:
+    def record_gate(self, job_id: str, attempt: GateAttempt, *, step: str | None = None,
+                    epoch: int | None = None) -> None:
+        """Append a quality-gate attempt to the job's history (dropped if ``step`` is fenced, see module doc)."""
         with self._tx() as cur:
+            if step is not None and self._fenced(cur, job_id, step, epoch, "gate result"):
+                return
             row = self._row(cur, job_id)
             history = json.loads(row["gate"])
             history.append(attempt.model_dump())
             cur.execute("UPDATE pipeline_jobs SET gate = ?, updated_at = ? WHERE id = ?",
                         [json.dumps(history), self._clock(), job_id])
 
-    def retry(self, job_id: str, track: str, steps: tuple[str, ...], message: str) -> int:
-        """Put ``steps`` back to pending for another generation attempt of ``track``; returns the new attempt."""
+    def retry(self, job_id: str, track: str, steps: tuple[str, ...], message: str, *, step: str | None = None,
+              epoch: int | None = None) -> int:
+        """Put ``steps`` back to pending for another generation attempt of ``track``; returns the new attempt,
+        or 0 when ``step`` (the gate that asked for it) is fenced (see the module doc) and nothing changed."""
         now = self._clock()
         with self._tx() as cur:
+            if step is not None and self._fenced(cur, job_id, step, epoch, "retry"):
+                return 0
             row = self._row(cur, job_id)
             attempts = json.loads(row["attempts"])
             attempts[track] = attempts.get(track, 1) + 1
@@ -396,10 +460,13 @@ class JobStore:
                         "message = ?, updated_at = ? WHERE id = ?", [json.dumps(attempts), message, now, job_id])
             return int(attempts[track])
 
-    def fail(self, job_id: str, step: str | None, error: str) -> None:
-        """The job failed at ``step``: that step ``failed``, the pending ones ``cancelled``."""
+    def fail(self, job_id: str, step: str | None, error: str, *, epoch: int | None = None) -> None:
+        """The job failed at ``step``: that step ``failed``, the pending ones ``cancelled`` (nothing changes when
+        ``step`` is fenced, see the module doc)."""
         now = self._clock()
         with self._tx() as cur:
+            if step is not None and self._fenced(cur, job_id, step, epoch, "failure"):
+                return
             if step is not None:
                 cur.execute("UPDATE pipeline_steps SET state = 'failed', finished_at = ?, error = ? "
                             "WHERE job_id = ? AND name = ?", [now, error, job_id, step])
@@ -409,9 +476,12 @@ class JobStore:
                         "updated_at = ?, current_step = NULL, current_service = NULL WHERE id = ?",
                         [error, f"failed at {step}: {error}" if step else f"failed: {error}", now, now, job_id])
 
-    def requeue(self, job_id: str, step: str, message: str) -> None:
-        """Give an interrupted step back (it runs again from scratch) and mark the job ``waiting``."""
+    def requeue(self, job_id: str, step: str, message: str, *, epoch: int | None = None) -> None:
+        """Give an interrupted step back (it runs again from scratch) and mark the job ``waiting`` (nothing
+        changes when ``step`` is fenced, see the module doc)."""
         with self._tx() as cur:
+            if self._fenced(cur, job_id, step, epoch, "requeue"):
+                return
             cur.execute("UPDATE pipeline_steps SET state = 'pending', started_at = NULL WHERE job_id = ? AND name = ? "
                         "AND state = 'running'", [job_id, step])
             cur.execute("UPDATE pipeline_jobs SET state = 'waiting', current_step = NULL, current_service = NULL, "
@@ -434,7 +504,7 @@ class JobStore:
         """Cancel now if no step runs, else at the next step boundary. Returns the resulting state."""
         now = self._clock()
         with self._tx() as cur:
-            row = self._row(cur, job_id)
+            row = self._row(cur, job_id, lock=True)  # a worker's claim() waits for this cancel, or it waits for it
             if row["state"] in FINISHED:
                 return str(row["state"])
             cur.execute("SELECT name FROM pipeline_steps WHERE job_id = ? AND state = 'running'", [job_id])
@@ -447,6 +517,8 @@ class JobStore:
             return "cancelled"
 
     def _cancel(self, cur: Cursor, job_id: str, now: float) -> None:
+        if self._for_update:  # rows are locked job first, then steps, everywhere (no deadlocks)
+            cur.execute("SELECT id FROM pipeline_jobs WHERE id = ? FOR UPDATE", [job_id])
         cur.execute("UPDATE pipeline_steps SET state = 'cancelled' WHERE job_id = ? "
                     "AND state IN ('pending', 'running')", [job_id])
         cur.execute("UPDATE pipeline_jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?, "
@@ -464,21 +536,31 @@ class JobStore:
                 self._cancel(cur, job_id, now)
         return ids
 
-    def recover(self) -> list[str]:
-        """After a worker died: steps left ``running`` go back to ``pending``; their jobs are queued again.
+    def recover(self) -> tuple[int, list[str]]:
+        """Take over the queue: start a new worker epoch, and put steps left ``running`` by an earlier holder
+        (a dead worker, or one that lost the lock) back to ``pending``; their jobs are queued again.
 
-        Only the worker holding the worker lock may call this. Returns the ids of the resumed jobs.
+        Only the worker that just took the worker lock may call this. Returns ``(epoch, resumed job ids)``:
+        pass the epoch to :meth:`claim` and the result methods (fencing, see the module doc).
         """
         now = self._clock()
         with self._tx() as cur:
-            cur.execute("SELECT DISTINCT job_id FROM pipeline_steps WHERE state = 'running'")
+            # locks the worker row until commit: a claim under the old epoch either committed before this
+            # (and its step is recovered below) or waits and is then refused
+            cur.execute("UPDATE pipeline_worker SET epoch = epoch + 1 WHERE id = 1")
+            cur.execute("SELECT epoch FROM pipeline_worker WHERE id = 1")
+            epoch = int(cur.fetchone()[0])
+            stale = "state = 'running' AND (claim_epoch IS NULL OR claim_epoch < ?)"
+            if self._for_update:  # job rows before step rows, as everywhere
+                cur.execute(f"SELECT id FROM pipeline_jobs WHERE state IN {ACTIVE} ORDER BY id FOR UPDATE")
+            cur.execute(f"SELECT DISTINCT job_id FROM pipeline_steps WHERE {stale}", [epoch])
             ids = [r[0] for r in cur.fetchall()]
-            cur.execute("UPDATE pipeline_steps SET state = 'pending', started_at = NULL WHERE state = 'running'")
+            cur.execute(f"UPDATE pipeline_steps SET state = 'pending', started_at = NULL WHERE {stale}", [epoch])
             cur.executemany("UPDATE pipeline_jobs SET message = 'resumed after a restart', updated_at = ? "
                             "WHERE id = ?", [(now, j) for j in ids])
             cur.execute("UPDATE pipeline_jobs SET state = " + RESUMED_STATE + ", "
                         "current_step = NULL, current_service = NULL WHERE state IN ('running', 'waiting')")
-        return ids
+        return epoch, ids
 
     # -- artifacts ------------------------------------------------------------------------------------
     def add_artifact(self, job_id: str, name: str, data: bytes | Path, step: str) -> ArtifactOut:

@@ -6,8 +6,13 @@
   it stands by and retries, so the server's worker takes over when a ``pipeline run --wait`` worker
   finishes, and vice versa; with ``serve --workers N`` every process runs a worker thread and one of them
   holds the lock (the others stand by and take over if it exits).
-* On taking the lock it recovers: steps a dead worker left ``running`` go back to ``pending`` and the
-  job resumes after its last finished step.
+* On taking the lock it recovers: it starts a new worker epoch, steps an earlier holder left ``running`` go
+  back to ``pending`` and the job resumes after its last finished step. Every claim and result carries the
+  epoch, so a worker that lost its lock without noticing (its PostgreSQL session dropped mid-step) has its
+  results dropped instead of overwriting the new holder's (fencing, :mod:`sovereign_mcp.pipeline.store`).
+  During a long step the worker re-checks the lock every ``LOCK_CHECK_SECONDS`` through the step's
+  ``should_stop`` and gives the step up when the lock is gone. If recovering fails (the database is down),
+  the worker logs it, lets the lock go and tries again after ``STANDBY_SECONDS``.
 * Before a step that needs a GPU service it holds a lease on it from the :class:`GPUServiceManager`
   (one service at a time, cooldown, memory guard); the lease is kept across consecutive steps of that
   service and released when the worker switches or goes idle.
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STANDBY_SECONDS = 2.0
+LOCK_CHECK_SECONDS = 5.0  # how often a running step re-checks the worker lock (one round trip on PostgreSQL)
 GPU_RETRY_SECONDS = 60.0
 
 
@@ -62,6 +68,8 @@ class PipelineWorker:
         self._role_since: float | None = None
         self._inference_down: str | None = None
         self._gpu_failed_at: float | None = None
+        self._epoch: int | None = None  # from store.recover() when the lock was taken
+        self._lock_checked = 0.0
         self.steps_run = 0
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -97,7 +105,14 @@ class PipelineWorker:
             while not self._stop.is_set():
                 if until is not None and until():
                     return
-                if not self._take_lock():
+                try:
+                    held = self._take_lock()
+                except Exception:  # e.g. the database is down while recovering: stand by and try again
+                    log.exception("pipeline worker: could not take over the queue; retrying in %.0f s",
+                                  STANDBY_SECONDS)
+                    self._drop_lock()
+                    held = False
+                if not held:
                     self._wake.wait(STANDBY_SECONDS)
                     self._wake.clear()
                     continue
@@ -123,13 +138,27 @@ class PipelineWorker:
             return False
         if was_held:
             return True
-        resumed = self.store.recover()
+        self._epoch, resumed = self.store.recover()
+        self._lock_checked = time.monotonic()
         if resumed:
             log.info("pipeline worker: resuming %d job(s) after a restart: %s", len(resumed), ", ".join(resumed))
         return True
 
     def _drop_lock(self) -> None:
         self._lock.release()
+
+    def _should_stop(self) -> bool:
+        """For a running step: stop on :meth:`stop`, or when the worker lock is gone (checked at most every
+        ``LOCK_CHECK_SECONDS``; another worker may have taken over and recovered the step)."""
+        if self._stop.is_set():
+            return True
+        now = time.monotonic()
+        if now - self._lock_checked >= LOCK_CHECK_SECONDS:
+            self._lock_checked = now
+            if not self._lock.acquire():
+                log.warning("pipeline worker: lost the worker lock during a step; giving the step up")
+                return True
+        return False
 
     # -- GPU leases -------------------------------------------------------------------------------
     def _release(self) -> None:
@@ -208,7 +237,7 @@ class PipelineWorker:
         total = len(KIND_STEPS[kind])
         label = f"step {pick.index + 1} of {total}: {spec.title}"
         gpu_name = service.gpu_service_for(spec.service) if spec.service else None
-        if not self.store.claim(pick.job_id, pick.step, gpu_name or spec.service, label):
+        if not self.store.claim(pick.job_id, pick.step, gpu_name or spec.service, label, epoch=self._epoch):
             return
         job_id, step = pick.job_id, pick.step
         log.info("pipeline job %s: %s", job_id, label)
@@ -216,11 +245,11 @@ class PipelineWorker:
             try:
                 self._ensure_lease(spec.service, job_id)
             except ServiceBusyError as exc:
-                self.store.requeue(job_id, step, f"GPU busy, will retry: {exc}")
+                self.store.requeue(job_id, step, f"GPU busy, will retry: {exc}", epoch=self._epoch)
                 return
             except GPUError as exc:
                 if spec.service != "sglang":
-                    self.store.fail(job_id, step, f"GPU service {exc.service} unavailable: {exc}")
+                    self.store.fail(job_id, step, f"GPU service {exc.service} unavailable: {exc}", epoch=self._epoch)
                     return
                 log.warning("pipeline job %s: SGLang service unavailable (%s); trying the inference chain", job_id, exc)
         ctx = StepContext(
@@ -230,39 +259,41 @@ class PipelineWorker:
             settings=self.config, store=self.store, kb=service.gates.kb, gate=service.gates.gate, chat=service.chat,
             voxtral=service.voxtral_client, comfyui=service.comfyui_client,
             progress=lambda message: self.store.set_message(job_id, f"{label}: {message}"),
-            should_stop=self._stop.is_set)
+            should_stop=self._should_stop)
         try:
             result = RUNNERS[step](ctx)
         except InferenceUnavailable as exc:
             self._inference_down = str(exc)
-            self.store.requeue(job_id, step, f"waiting for an inference provider ({exc})")
+            self.store.requeue(job_id, step, f"waiting for an inference provider ({exc})", epoch=self._epoch)
             self._release()
             log.warning("pipeline job %s: no inference provider; the job waits: %s", job_id, exc)
             return
         except Interrupted:
-            self.store.requeue(job_id, step, "interrupted by a worker shutdown; resumes on restart")
+            self.store.requeue(job_id, step, "interrupted (worker shutdown or lost lock); resumes", epoch=self._epoch)
             return
         except GateAborted as exc:
-            self.store.record_gate(job_id, exc.attempt)
-            self.store.fail(job_id, step, str(exc))
+            self.store.record_gate(job_id, exc.attempt, step=step, epoch=self._epoch)
+            self.store.fail(job_id, step, str(exc), epoch=self._epoch)
             return
         except (StepFailed, MediaError, InferenceRequestError, GPUError, ValueError, OSError) as exc:
-            self.store.fail(job_id, step, str(exc))
+            self.store.fail(job_id, step, str(exc), epoch=self._epoch)
             log.warning("pipeline job %s failed at %s: %s", job_id, step, exc)
             return
         except Exception as exc:
             log.exception("pipeline job %s: step %s crashed", job_id, step)
-            self.store.fail(job_id, step, f"internal error: {type(exc).__name__}: {exc}")
+            self.store.fail(job_id, step, f"internal error: {type(exc).__name__}: {exc}", epoch=self._epoch)
             return
         self.steps_run += 1
         if result.gate is not None:
-            self.store.record_gate(job_id, result.gate)
+            self.store.record_gate(job_id, result.gate, step=step, epoch=self._epoch)
         if result.retry:
             track = spec.track
             attempt = self.store.retry(job_id, track, RETRY_GROUPS[step],
                                        f"quality gate failed on {track}; regenerating (attempt "
-                                       f"{ctx.attempts.get(track, 1) + 1} of {ctx.max_attempts()})")
-            log.info("pipeline job %s: gate failed, %s attempt %d", job_id, track, attempt)
+                                       f"{ctx.attempts.get(track, 1) + 1} of {ctx.max_attempts()})",
+                                       step=step, epoch=self._epoch)
+            if attempt:
+                log.info("pipeline job %s: gate failed, %s attempt %d", job_id, track, attempt)
             return
-        if self.store.finish_step(job_id, step, result.output, result.detail):
+        if self.store.finish_step(job_id, step, result.output, result.detail, epoch=self._epoch):
             log.info("pipeline job %s done", job_id)

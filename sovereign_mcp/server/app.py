@@ -57,6 +57,7 @@ from sovereign_mcp.server.quality import register_quality
 from sovereign_mcp.server.routes import register_routes
 from sovereign_mcp.server.schemas import CachedDereferenceMiddleware
 from sovereign_mcp.server.timeouts import ToolTimeoutMiddleware
+from sovereign_mcp.server.unavailable import DatabaseUnavailableMiddleware
 
 INSTRUCTIONS = """\
 Tools over the operator's published blog about running a sovereign AI stack (DGX Spark, SGLang,
@@ -94,6 +95,7 @@ def build_mcp(service: BlogService, gates: GateService | None = None,
     mcp = FastMCP(name="sovereign-mcp", version=__version__, instructions=INSTRUCTIONS,
                   mask_error_details=True, dereference_schemas=False)
     mcp.add_middleware(CachedDereferenceMiddleware())  # where FastMCP's own would sit; inlines $ref once per tool
+    mcp.add_middleware(DatabaseUnavailableMiddleware())  # outside L402 (its refund needs the database too)
 
     @mcp.tool(annotations=READ_ONLY)
     def search_blog(query: Query = "", tag: Tag = None, sort: Sort = "relevance", n: Count = None) -> SearchResults:

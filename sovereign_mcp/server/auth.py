@@ -7,7 +7,8 @@ FastMCP's ``get_access_token()`` and component auth (``require_scopes``) look fo
 bearer passes unchanged (free tools stay free; paid tools stay behind L402; the ``L402``/``LSAT`` schemes
 are payments and are not touched). A bearer that does not verify gets ``401`` with
 ``WWW-Authenticate: Bearer error="invalid_token"`` (RFC 6750 §3.1), except on ``pass_paths`` (e.g.
-``/metrics``, whose own bearer check decides), where it passes as anonymous.
+``/metrics``, whose own bearer check decides), where it passes as anonymous. While the token database is
+down the request gets ``503`` with ``Retry-After`` (:mod:`sovereign_mcp.server.unavailable`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from collections.abc import Iterable
 from fastmcp.server.auth import TokenVerifier
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sovereign_mcp.db import DatabaseUnavailable
+from sovereign_mcp.server.unavailable import database_unavailable_response
 
 INVALID_HINT = ("The bearer token is unknown, expired or revoked. Ask the operator for a new one "
                 "('sovereign-mcp token create --scope operator') and send it as 'Authorization: Bearer <token>', "
@@ -58,7 +62,11 @@ class BearerAuthMiddleware:
             scope.pop("user", None)  # never trust a user set by anything outside this layer
             await self.app(scope, receive, send)
             return
-        access = await self.verifier.verify_token(token) if token else None
+        try:
+            access = await self.verifier.verify_token(token) if token else None
+        except DatabaseUnavailable as exc:
+            await database_unavailable_response(exc)(scope, receive, send)
+            return
         if access is not None:
             scope["user"] = AuthenticatedUser(access)
         elif scope.get("path") in self.pass_paths:

@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sovereign_mcp.auth.verifier import scope_is_operator
+from sovereign_mcp.db import DatabaseUnavailable
 from sovereign_mcp.payments.service import InvalidCredential, L402Service, PaymentsUnavailable
 from sovereign_mcp.ratelimit import Kind, RateLimiter, Refusal, client_key
 from sovereign_mcp.server.jsonrpc import (
@@ -131,7 +132,7 @@ class RequestLimitsGuard:
             await run_in_threadpool(self.payments.verify, credential, call.name)
         except InvalidCredential:
             return "challenge"
-        except PaymentsUnavailable:
+        except (PaymentsUnavailable, DatabaseUnavailable):  # the L402 guard answers 503
             return None
         return None
 

@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sovereign_mcp.auth.verifier import has_operator_token, scope_is_operator
+from sovereign_mcp.db import DatabaseUnavailable
 from sovereign_mcp.payments.backends.base import BackendUnavailable
 from sovereign_mcp.payments.service import (
     InvalidCredential,
@@ -73,8 +74,10 @@ def payment_response(challenge: PaymentChallenge, reason: str = "") -> JSONRespo
     return response
 
 
-def unavailable_response(exc: PaymentsUnavailable) -> JSONResponse:
-    return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "30"})
+def unavailable_response(exc: PaymentsUnavailable | DatabaseUnavailable) -> JSONResponse:
+    """``503`` with ``Retry-After`` (30 s for the Lightning backend, a few seconds for the database)."""
+    retry_after = exc.retry_after if isinstance(exc, DatabaseUnavailable) else 30
+    return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": str(retry_after)})
 
 
 def _client(scope_or_request: Any) -> str:
@@ -102,7 +105,7 @@ def authorize_http(service: L402Service, request: Request, tool: str) -> tuple[R
         if service.free_call(client):
             return None, None
         return payment_response(service.challenge(tool, client)), None
-    except PaymentsUnavailable as exc:
+    except (PaymentsUnavailable, DatabaseUnavailable) as exc:
         return unavailable_response(exc), None
 
 
@@ -151,7 +154,7 @@ class L402HTTPGuard:
                     self.service.verify(credential, tool)
                 except InvalidCredential as exc:
                     return payment_response(self.service.challenge(tool, client), str(exc))
-            except PaymentsUnavailable as exc:
+            except (PaymentsUnavailable, DatabaseUnavailable) as exc:
                 return unavailable_response(exc)
         return None
 
@@ -212,7 +215,7 @@ class L402Middleware(Middleware):
                 return self.service.spend(credential, tool)
             except InvalidCredential as exc:
                 return self._required(self.service.challenge(tool, client), str(exc))
-        except PaymentsUnavailable as exc:
+        except (PaymentsUnavailable, DatabaseUnavailable) as exc:
             return ToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
 
     @staticmethod

@@ -5,7 +5,8 @@
 ``POST`` with a JSON object body or ``GET`` with query parameters, validated by the same argument
 types as the MCP tools. Errors are JSON ``{"error": "...", "details": [...]}``: 400 bad arguments,
 404 unknown article, 413 body too large, 415 not JSON; 401 for an operator-only option without an
-operator bearer token (``WWW-Authenticate: Bearer scope="operator"``, RFC 6750 §3).
+operator bearer token (``WWW-Authenticate: Bearer scope="operator"``, RFC 6750 §3); 503 with ``Retry-After``
+while the database (PostgreSQL) is down.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from sovereign_mcp import __version__
 from sovereign_mcp.auth.verifier import scope_is_operator
 from sovereign_mcp.config import Settings
+from sovereign_mcp.db import DatabaseUnavailable
 from sovereign_mcp.diagnostics.engine import MAX_LOG_BYTES
 from sovereign_mcp.diagnostics.service import DiagnosticsService
 from sovereign_mcp.gate.engine import MAX_INPUT_BYTES
@@ -47,6 +49,7 @@ from sovereign_mcp.server.diagnostics import (
 )
 from sovereign_mcp.server.payments import authorize_http
 from sovereign_mcp.server.quality import KindArg, RuleIds, Text
+from sovereign_mcp.server.unavailable import database_unavailable_response
 
 
 class _Request(BaseModel):
@@ -163,6 +166,8 @@ def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, diag
                     raise
             except HTTPProblem as problem:
                 return problem.response()
+            except DatabaseUnavailable as exc:  # 503 + Retry-After, not a 500
+                return database_unavailable_response(exc)
             except ArticleNotFound as exc:
                 return HTTPProblem(404, str(exc), exc.suggestions).response()
             except ValueError as exc:  # includes GateInputError
