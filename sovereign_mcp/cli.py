@@ -171,14 +171,8 @@ def pid_file(settings: Settings) -> Path:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import threading
-
-    import uvicorn
-
-    from sovereign_mcp.observability.logs import UVICORN_LOG_OPTIONS
-    from sovereign_mcp.search.service import BlogService
-    from sovereign_mcp.server.app import build_http_app, build_mcp, payments_for
-
+    """``serve``: exit 2 when the port is in use or the data dir's pid file names a live server (checked
+    before anything is written: :mod:`sovereign_mcp.server.instance`)."""
     settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
     if args.no_watch:
         settings.corpus.watch = False
@@ -186,6 +180,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if workers > 1:  # an MCP session lives in one process's memory: several processes serve stateless HTTP
         settings.server.stateless_http = True
     _setup_logging(settings.log_level, settings.observability.log_format)
+    sock = None
+    if args.transport == "http":  # before touching the data dir: a running server's files stay its own
+        from sovereign_mcp.server.instance import bind_listener, refuse_if_running
+
+        refuse_if_running(pid_file(settings))
+        sock = bind_listener(settings.server.host, settings.server.port)
+    try:
+        return _serve(args, settings, workers, sock)
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def _serve(args: argparse.Namespace, settings: Settings, workers: int, sock: Any) -> int:
+    """The rest of :func:`cmd_serve`, with the HTTP port already bound (``sock``; ``None`` on stdio)."""
+    import threading
+
+    import uvicorn
+
+    from sovereign_mcp.observability.logs import UVICORN_LOG_OPTIONS
+    from sovereign_mcp.search.service import BlogService
+    from sovereign_mcp.server.app import build_http_app, build_mcp, payments_for
+    from sovereign_mcp.server.instance import PidFile
+
+    pidf: PidFile | None = None
     service = BlogService(settings)
     h = service.health()
     log.info("index ready: %s articles, %s passages (%s, %.2f s)", h["articles"], h["passages"],
@@ -199,29 +218,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
             build_mcp(service, payments=payments_for(settings)).run(transport="stdio", show_banner=False)
             return 0
         _, app = build_http_app(service, settings)  # N > 1: proves the workers' build (server/asgi.py) will work
-        pidf = pid_file(settings)
-        pidf.parent.mkdir(parents=True, exist_ok=True)
-        pidf.write_text(str(os.getpid()))
-        if workers > 1:
-            from sovereign_mcp.observability.metrics import prepare_multiprocess_dir
-            from sovereign_mcp.server.asgi import export_settings
-
-            export_settings(settings)
-            prepare_multiprocess_dir(settings.data_dir / f"prometheus-{settings.server.port}")  # /metrics sums all
         options: dict[str, Any] = dict(host=settings.server.host, port=settings.server.port,
                                        log_level=settings.log_level, timeout_graceful_shutdown=5, lifespan="on",
                                        proxy_headers=False,  # X-Forwarded-For: only server.trusted_proxies (app.py)
                                        **UVICORN_LOG_OPTIONS)  # our handler and access line (observability/logs.py)
-        log.info("serving MCP on http://%s:%d%s", settings.server.host, settings.server.port,
-                 settings.server.path)
-        if workers > 1:  # uvicorn's supervisor: SIGTERM stops all, SIGHUP replaces the workers one by one
-            uvicorn.run("sovereign_mcp.server.asgi:create_app", factory=True, workers=workers, **options)
-        else:
-            uvicorn.Server(uvicorn.Config(app, **options)).run()
-        pidf.unlink(missing_ok=True)
+        pidf = PidFile(pid_file(settings))
+        with pidf:  # removed on every exit of this process, SIGTERM included
+            if workers > 1:
+                from uvicorn.supervisors import Multiprocess
+
+                from sovereign_mcp.observability.metrics import prepare_multiprocess_dir
+                from sovereign_mcp.server.asgi import export_settings
+
+                export_settings(settings)
+                prepare_multiprocess_dir(settings.data_dir / f"prometheus-{settings.server.port}")  # sums all
+            log.info("serving MCP on http://%s:%d%s", settings.server.host, settings.server.port,
+                     settings.server.path)
+            if workers > 1:  # uvicorn's supervisor: SIGTERM stops all, SIGHUP replaces the workers one by one
+                config = uvicorn.Config("sovereign_mcp.server.asgi:create_app", factory=True, workers=workers,
+                                        **options)
+                Multiprocess(config, sockets=[sock]).run()  # what uvicorn.run does, on the socket bound above
+                return 0
+            server = uvicorn.Server(uvicorn.Config(app, **options))
+            server.run(sockets=[sock])
+            if not server.started:  # the app's startup failed (logged by uvicorn)
+                return 1
         return 0
     finally:
         service.close()
+        if pidf is not None and pidf.terminated:  # SIGTERM, after the graceful shutdown: do not wait for tool
+            logging.shutdown()  # threads still running (a timed-out call keeps its thread), as SIGTERM's default
+            os._exit(0)  # action would not
 
 
 def cmd_search(args: argparse.Namespace) -> int:

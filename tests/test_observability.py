@@ -25,9 +25,17 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from prometheus_client.parser import text_string_to_metric_families
 
-from sovereign_mcp.observability.logs import JsonFormatter, RedactFilter, RequestIdFilter, redact
+from sovereign_mcp.observability.logs import (
+    MASK,
+    JsonFormatter,
+    RedactFilter,
+    RequestIdFilter,
+    TextFormatter,
+    redact,
+)
 from sovereign_mcp.payments.backends.dev import DevBackend
 from sovereign_mcp.payments.store import TokenStore
+from sovereign_mcp.server.instance import PidFile, running_pid
 from tests.helpers import REPO, spawn_server, stop_server
 
 pytestmark = pytest.mark.e2e
@@ -102,7 +110,10 @@ def value(samples: dict, name: str, **labels: str) -> float:
 
 
 def tools_call(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+    """A sessionless (2026-07-28) ``tools/call`` body, with the envelope keys that protocol version requires."""
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    return {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments, "_meta": meta}}
 
 
 def pay(data: Path, invoice: str) -> str:
@@ -215,6 +226,7 @@ def test_request_id_header(server: Server) -> None:
 
 
 def test_json_logs_and_no_secrets(server: Server, traffic: dict[str, Any]) -> None:
+    httpx.get(f"{server.url}/nowhere%0Aforged", headers={"X-Request-ID": "newline-in-path"}, timeout=10)
     httpx.get(f"{server.url}/health", headers={"X-Request-ID": "trace-me-42"}, timeout=10)
     text = wait_for_line(server.log, '"request_id": "trace-me-42"')
     records = [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -226,6 +238,8 @@ def test_json_logs_and_no_secrets(server: Server, traffic: dict[str, Any]) -> No
     assert mine and mine[0]["path"] == "/health" and mine[0]["status"] == 200 and mine[0]["method"] == "GET"
     assert isinstance(mine[0]["duration_ms"], float) and mine[0]["client"] == "127.0.0.1"
     assert any(r["status"] == 402 and r["path"] == "/mcp" for r in access)
+    assert [r["path"] for r in access if r["request_id"] == "newline-in-path"] == ["/nowhere\nforged"], \
+        "JSON keeps a client's newline inside its record"
     assert any(r["request_id"] and r["logger"] != "sovereign_mcp.access" for r in records), \
         "records logged while serving a request carry its id"
     for what, secret in traffic["secrets"].items():
@@ -292,6 +306,40 @@ def test_redact_filter_on_a_real_handler() -> None:
     assert redact("no secrets here: /api/search 200") == "no secrets here: /api/search 200"
 
 
+LND_MACAROON_HEX = "0201036c6e6402f801030a10" + "3f9c" * 60  # admin.macaroon as hex: 264 characters
+BASE64_PREIMAGE = "q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4k="  # 32 bytes, as LND's REST API returns them
+
+
+@pytest.mark.parametrize(("line", "secret"), [
+    (f"lnd: Grpc-Metadata-macaroon {LND_MACAROON_HEX}", LND_MACAROON_HEX[:70]),
+    (f"settled with preimage 0x{'5e' * 32}", "5e" * 32),
+    ("lnbits headers {'X-Api-Key': '8f1c2d3e4b5a69788796a5b4c3d2e1f0'}", "8f1c2d3e4b5a69788796a5b4c3d2e1f0"),
+    ("X-Api-Key: 8f1c2d3e4b5a69788796a5b4c3d2e1f0", "8f1c2d3e4b5a69788796a5b4c3d2e1f0"),
+    ("request headers [(b'x-api-key', b'8f1c2d3e4b5a69788796a5b4c3d2e1f0')]", "8f1c2d3e4b5a69788796a5b4c3d2e1f0"),
+    ('lnbits config {"admin_key": "c0ffee42c0ffee42", "api_key": "beefbeef77"}', "c0ffee42c0ffee42"),
+    ('lnbits config {"admin_key": "c0ffee42c0ffee42", "api_key": "beefbeef77"}', "beefbeef77"),
+    (f"lookup r_preimage={BASE64_PREIMAGE}", BASE64_PREIMAGE[:20]),
+    (f'{{"payment_preimage": "{BASE64_PREIMAGE}"}}', BASE64_PREIMAGE[:20]),
+    ("cannot reach postgresql://sovereign:hunter2-Pg@db.internal:5432/smcp", "hunter2-Pg"),
+    ("limits storage redis://:r3dis-pass@127.0.0.1:6379/0", "r3dis-pass"),
+    ("GET /lnurlp/callback?amount=21000&password=hunter2&page=2", "hunter2"),
+])
+def test_redact_formats(line: str, secret: str) -> None:
+    """Each credential format seen in Lightning backends, database URLs and query strings."""
+    out = redact(line)
+    assert secret not in out and MASK in out, out
+
+
+def test_redact_keeps_what_is_public() -> None:
+    invoice = "lnbc210n1pjdevinvoice0qypqxpq9qcrsszg2pvxq6rs0zqg3yyc5z5tpwxqergd3c8g7rusq"
+    assert redact(f"invoice {invoice}") == f"invoice {invoice}"
+    assert redact("token smcp_0a1b2c3d_S3cr3tS3cr3t used") == f"token smcp_0a1b2c3d_{MASK} used"
+    assert redact("GET /lnurlp/callback?amount=21000&password=x&page=2").endswith(f"password={MASK}&page=2")
+    assert redact("postgresql://sovereign:pw@db/smcp") == f"postgresql://sovereign:{MASK}@db/smcp"
+    assert redact("prune=5 https://example.com/a?b=c the preimage was wrong") == \
+        "prune=5 https://example.com/a?b=c the preimage was wrong"
+
+
 SENSITIVE = ("credential", "preimage", "macaroon", "secret", "authorization", "password", "root_key", "api_key",
              "invoice_key", "rune")
 LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "log"}
@@ -331,3 +379,177 @@ def test_two_workers_scrape_the_same_totals(corpus: Path, tmp_path: Path) -> Non
             totals = value(scrape(srv.url), "sovereign_mcp_http_requests_total", route="/health", method="GET",
                            status="200")
             assert totals == before + sent
+
+
+# -- client-chosen values in labels and text logs; one error per refusal ------------------------------------------
+
+def test_client_methods_paths_and_refused_calls(corpus: Path, tmp_path: Path) -> None:
+    """Text logs at info, 2 free calls a minute: a made-up HTTP method is counted as ``other`` (no new series),
+    a percent-encoded newline in the path cannot forge a text log line, and a call refused with 429 counts as
+    one ``rate_limited`` error (not one for the status and one for the tool call)."""
+    with serve(tmp_path, corpus, "--log-level", "info", SOVEREIGN_MCP_PAYMENTS__ENABLED="false",
+               SOVEREIGN_MCP_RATE_LIMIT__FREE_CALLS="2/minute") as srv:
+        before = scrape(srv.url)
+        for method in ("FOO1", "PROPFIND", "BREW"):  # (httpx upper-cases methods)
+            httpx.request(method, f"{srv.url}/health", timeout=10)
+        forged = "2026-01-01 00:00:00,000 INFO sovereign_mcp [-]: forged line"
+        httpx.get(f"{srv.url}/nowhere%0A{forged.replace(' ', '%20')}", timeout=10)
+        routing = {**MCP_HEADERS, "Mcp-Method": "tools/call", "Mcp-Name": "search_blog"}  # 2026-07-28 headers
+        codes = [httpx.post(f"{srv.url}/mcp", json=tools_call("search_blog", {"query": "lightning"}),
+                            headers=routing, timeout=30).status_code for _ in range(4)]
+        after = scrape(srv.url)
+        text = wait_for_line(srv.log, "forged line")
+    refused = codes.count(429)
+    assert refused >= 1 and codes.count(200) + refused == 4, codes
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    methods = {dict(labels)["method"] for name, labels in after if name == "sovereign_mcp_http_requests_total"}
+    assert methods <= {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other"}, methods
+    assert sum(delta("sovereign_mcp_http_requests_total", route="/health", method="other", status=status)
+               for status in ("200", "405")) == 3
+    assert delta("sovereign_mcp_http_requests_total", route="unmatched", method="GET", status="404") == 1
+    assert delta("sovereign_mcp_tool_calls_total", tool="search_blog", outcome="rate_limited") == refused
+    assert delta("sovereign_mcp_errors_total", kind="rate_limited") == refused, "each refusal counts once"
+    lines = text.splitlines()
+    assert not any(line.startswith("2026-01-01") for line in lines), "a client forged a log line"
+    assert any("/nowhere\\x0a2026-01-01" in line and "sovereign_mcp.access" in line for line in lines), text
+
+
+def test_text_lines_escape_control_characters() -> None:
+    stream = __import__("io").StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(TextFormatter())
+    logger = logging.getLogger("tests.observability.text")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)  # whatever level an earlier test left on the root logger
+    try:
+        logger.warning("%s %s", "GET", "/a\r\nforged\x1b[2J\u2028next\ttab")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    first, *rest = stream.getvalue().splitlines()
+    assert first.endswith("GET /a\\x0d\\x0aforged\\x1b[2J\\u2028next\ttab")
+    assert rest[0].endswith("failed") and rest[1] == "Traceback (most recent call last):", "tracebacks keep lines"
+
+
+# -- one serve per port and data dir; the pid file belongs to the process that wrote it ---------------------------
+
+def test_a_second_serve_on_a_busy_port_exits_2_and_leaves_the_first_alone(corpus: Path, tmp_path: Path) -> None:
+    with serve(tmp_path, corpus, "--workers", "2") as srv:
+        port = srv.url.rsplit(":", 1)[1]
+        pidf, prom = srv.data / "server.pid", srv.data / f"prometheus-{port}"
+        first = pidf.read_text()
+        httpx.get(f"{srv.url}/health", timeout=10)
+        counted = value(scrape(srv.url), "sovereign_mcp_http_requests_total", route="/health", method="GET",
+                        status="200")
+        files = sorted(prom.glob("*.db"))
+        assert files and counted >= 1
+
+        def second(data: Path) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "sovereign_mcp", "serve", "--host", "127.0.0.1", "--port",
+                                   port, "--no-watch", "--workers", "2", "--corpus", str(corpus), "--data-dir",
+                                   str(data)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                                  env=srv.env())
+
+        same = second(srv.data)
+        assert same.returncode == 2, same.stderr
+        assert f"already running (pid {first}" in same.stderr
+        other = second(tmp_path / "other")
+        assert other.returncode == 2, other.stderr
+        assert f"port {port} on 127.0.0.1 is in use" in other.stderr
+        assert not (tmp_path / "other" / "server.pid").exists() and not (tmp_path / "other" / prom.name).exists()
+        assert pidf.read_text() == first, "the running server's pid file was overwritten"
+        assert set(files) <= set(prom.glob("*.db")), "the running server's metrics files were deleted"
+        again = value(scrape(srv.url), "sovereign_mcp_http_requests_total", route="/health", method="GET",
+                      status="200")
+        assert again == counted
+
+
+def test_pid_file_replaces_a_stale_one_and_goes_on_sigterm(corpus: Path, tmp_path: Path) -> None:
+    pidf = tmp_path / "data" / "server.pid"
+    pidf.parent.mkdir()
+    pidf.write_text("999999999")  # above any pid_max: a server that died without cleaning up
+    log = tmp_path / "server.log"
+    proc, _ = spawn_server("--corpus", str(corpus), "--data-dir", str(pidf.parent), log=log, cwd=tmp_path,
+                           env=Server("", tmp_path, log).env(), inherit_env=False)
+    try:
+        assert int(pidf.read_text()) == proc.pid
+    finally:
+        code = stop_server(proc)
+    assert code == 0, log.read_text()[-2000:]
+    assert not pidf.exists(), "the pid file outlived the server"
+
+
+def test_pid_file_context(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "server.pid"
+    with pytest.raises(SystemExit), PidFile(path):
+        assert int(path.read_text()) == os.getpid()
+        raise SystemExit(1)  # what uvicorn does when it cannot start
+    assert not path.exists(), "a failed start leaves no pid file"
+    with PidFile(path):
+        path.write_text("12345")  # another server took the file over meanwhile
+    assert path.read_text() == "12345", "a pid file this process did not write is never removed"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        path.write_text(str(sleeper.pid))
+        assert running_pid(path) is None, "a live process that is not a sovereign-mcp server: a stale file"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+# -- worker settings do not leak into the worker's children ------------------------------------------------------
+
+def test_worker_settings_leave_no_secrets_for_child_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sovereign_mcp.config import Settings
+    from sovereign_mcp.server.asgi import SETTINGS_ENV, export_settings, worker_settings
+
+    settings = Settings(observability={"metrics_token": "scrape-secret-42"})
+    monkeypatch.delenv(SETTINGS_ENV, raising=False)
+    export_settings(settings)
+    assert "scrape-secret-42" in os.environ[SETTINGS_ENV]
+    loaded = worker_settings()
+    assert loaded.observability.metrics_token.get_secret_value() == "scrape-secret-42"
+    assert SETTINGS_ENV not in os.environ
+    child = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.environ))"], capture_output=True,
+                           text=True, timeout=30, check=True)
+    assert SETTINGS_ENV not in child.stdout and "scrape-secret-42" not in child.stdout
+
+
+# -- tool labels: only registered names, whoever answers the call ------------------------------------------------
+
+async def test_an_inner_answer_for_an_unknown_tool_is_labelled_unknown() -> None:
+    from fastmcp import FastMCP
+    from fastmcp.server.middleware import Middleware
+    from fastmcp.tools import ToolResult
+
+    from sovereign_mcp.observability.metrics import TOOL_CALLS
+    from sovereign_mcp.server.metrics import ToolMetricsMiddleware
+
+    class Refuse(Middleware):  # answers a call before FastMCP looks the tool up (as a limiter may)
+        async def on_call_tool(self, context: Any, call_next: Any) -> ToolResult:
+            if context.message.name == "known":
+                return await call_next(context)
+            return ToolResult(structured_content={"rate_limited": True, "retry_after": 1})
+
+    mcp = FastMCP("labels")
+
+    @mcp.tool
+    def known() -> str:
+        return "ok"
+
+    mcp.add_middleware(Refuse())
+    mcp.middleware.insert(0, ToolMetricsMiddleware())
+    name = "client_chosen_name_9f3"
+    async with Client(mcp) as client:
+        await client.call_tool(name, {}, raise_on_error=False)
+        await client.call_tool("known", {}, raise_on_error=False)
+    labelled = {s.labels["tool"] for m in TOOL_CALLS.collect() for s in m.samples}
+    assert name not in labelled and "known" in labelled, labelled

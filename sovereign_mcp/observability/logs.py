@@ -8,8 +8,12 @@
   each record.
 * :class:`RedactFilter` rewrites every record before it is formatted: ``Authorization`` values, L402/LSAT
   credentials, macaroons, 64-hex strings (preimages, payment hashes, keys), JWTs and the secret part of
-  ``smcp_<id>_<secret>`` operator tokens become ``[REDACTED]``. BOLT11 invoices (``lnbc...``) are public and
-  kept.
+  ``smcp_<id>_<secret>`` operator tokens become ``[REDACTED]``, and so do hex runs of 64+ characters
+  (0x-prefixed too: LND macaroons in hex), ``key: value`` / ``key=value`` / ``?key=value`` pairs naming a secret
+  (``X-Api-Key``, ``admin_key``, ``r_preimage``, ``password``, ...) and the password of ``scheme://user:pass@``
+  URLs. BOLT11 invoices (``lnbc...``) are public and kept.
+* Text lines escape control characters (:func:`escape_controls`): a client-sent ``%0A`` cannot forge a line.
+  JSON lines are escaped by the JSON encoder.
 """
 
 from __future__ import annotations
@@ -30,22 +34,34 @@ REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MASK = "[REDACTED]"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 _HANDLER_MARK = "_sovereign_mcp_handler"
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 _B64 = r"[A-Za-z0-9+/_-]"
+_SECRET_KEYS = (r"(?:macaroon|preimage|root_key|api[-_]?key|invoice_key|admin_key|password|passwd|secret|rune|"
+                r"private_key)")
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # Authorization: <scheme> <value>, in headers, reprs and JSON ("authorization": "Bearer ...")
     (re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?)(?:(bearer|l402|lsat|basic|token)\s+)?[^\s\"',}\]]+"),
      rf"\1\2 {MASK}"),
     # L402 / LSAT credentials: "L402 <macaroon>[,<macaroon>]:<preimage>"
     (re.compile(rf"(?i)\b(l402|lsat)\s+{_B64}+=*(?:,{_B64}+=*)*:[0-9a-f]+"), rf"\1 {MASK}"),
-    # WWW-Authenticate challenges and JSON fields naming a macaroon or preimage
-    (re.compile(r"(?i)(\b(?:macaroon|preimage|root_key)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}\]]+"), rf"\1{MASK}"),
+    # credentials in URLs: scheme://user:password@host (PostgreSQL, Redis, AMQP URLs) keep the user
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@\"']*:)[^@\s/\"']+@"), rf"\1{MASK}@"),
+    # query parameters naming a secret: ?password=...&page=2 (the value ends at & ; or #)
+    (re.compile(rf"(?i)([?&;](?:[A-Za-z0-9]+[_-])*{_SECRET_KEYS}(?:[_-]?hex)?=)[^&;#\s\"']+"), rf"\1{MASK}"),
+    # key: value / key=value pairs naming a secret, in headers, challenges, JSON and reprs
+    # (macaroon="...", r_preimage=..., X-Api-Key: ..., "admin_key": "...")
+    (re.compile(rf"(?i)((?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_-])*{_SECRET_KEYS}(?:[_-]?hex)?[\"']?\s*[:=]\s*b?[\"']?)"
+                rf"(?!{re.escape(MASK)})[^\s\"',}}\]]+"), rf"\1{MASK}"),
+    # header tuples: (b'x-api-key', b'...'), ('Grpc-Metadata-macaroon', '...')
+    (re.compile(r"(?i)([\"'](?:x-api-key|authorization|grpc-metadata-macaroon)[\"']\s*,\s*b?[\"'])[^\"']+"),
+     rf"\1{MASK}"),
     # operator tokens smcp_<id>_<secret>: keep the id, drop the secret
     (re.compile(r"\b(smcp_[0-9A-Za-z]+_)[A-Za-z0-9_-]+"), rf"\1{MASK}"),
     # JWTs
     (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), MASK),
-    # 32-byte secrets in hex: preimages, root keys
-    (re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{64}(?![0-9A-Za-z])"), MASK),
+    # 32-byte secrets in hex (preimages, root keys; 0x-prefixed too) and longer hex: LND macaroons
+    (re.compile(r"(?<![0-9A-Za-z])(?:0[xX])?[0-9a-fA-F]{64,}(?![0-9A-Za-z])"), MASK),
     # bare macaroons: mixed-case base64 runs of 40+ characters (BOLT11 invoices are lower-case bech32, kept)
     (re.compile(rf"(?<![A-Za-z0-9+/=_-])(?=[A-Za-z0-9+/_-]*[A-Z])(?=[A-Za-z0-9+/_-]*[a-z]){_B64}{{40,}}=*"), MASK),
 ]
@@ -115,11 +131,22 @@ class JsonFormatter(_JsonFormatter):
         return _utc(record)
 
 
+def escape_controls(text: str) -> str:
+    """``text`` with control characters (C0 but tab, DEL, C1, U+2028/U+2029 line and paragraph separators)
+    written as ``\\xNN`` / ``\\uNNNN``, so a client-sent value (a percent-decoded ``%0A`` in a path) cannot
+    start a forged line in a text log."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
 class TextFormatter(logging.Formatter):
-    """``<time> <LEVEL> <logger> [<request id or ->]: <message>``."""
+    """``<time> <LEVEL> <logger> [<request id or ->]: <message>``, one line per record: control characters in
+    that line are escaped (:func:`escape_controls`); an exception's traceback follows on its own lines."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
 
     def format(self, record: logging.LogRecord) -> str:
         if getattr(record, "request_id", None) is None:

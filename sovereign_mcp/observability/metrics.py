@@ -41,6 +41,10 @@ ERROR_KINDS = ("tool_error", "internal_error", "timeout", "rate_limited", "unaut
 """Values of the ``kind`` label of ``sovereign_mcp_errors_total`` (tool outcomes other than ok/payment_required,
 and HTTP answers: 401/403 unauthorized, 413 too_large, 429 rate_limited, other 4xx but 402/404 bad_request,
 5xx server_error)."""
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+"""Values of the ``method`` label of ``sovereign_mcp_http_requests_total``; any other method a client sends
+(RFC 9110 section 9 lets it name any token, case-sensitive) is counted as ``other``, so clients cannot create
+series."""
 JOB_STATES = ("queued", "running", "waiting", "done", "failed", "cancelled")
 GPU_STATES = ("stopped", "starting", "running", "stopping", "failed")
 TOKEN_STATES = ("pending", "paid", "expired", "revoked")
@@ -74,19 +78,26 @@ def error_kind_of_status(status: int) -> str | None:
     return None
 
 
-def record_tool_call(tool: str, outcome: str, seconds: float | None = None) -> None:
+def record_tool_call(tool: str, outcome: str, seconds: float | None = None, *, count_error: bool = True) -> None:
     """Count one tool call (and its latency when known); non-ok outcomes other than payment_required also
-    count as an error of that kind."""
+    count as an error of that kind, unless ``count_error`` is false (a call refused with an HTTP error status,
+    which :func:`record_http_request` already counted: every error is counted once)."""
     TOOL_CALLS.labels(tool, outcome).inc()
     if seconds is not None:
         TOOL_DURATION.labels(tool).observe(seconds)
-    if outcome not in ("ok", "payment_required"):
+    if count_error and outcome not in ("ok", "payment_required"):
         ERRORS.labels(outcome).inc()
 
 
+def method_label(method: str) -> str:
+    """``method`` when it is one of :data:`HTTP_METHODS`, else ``"other"``."""
+    return method if method in HTTP_METHODS else "other"
+
+
 def record_http_request(route: str, method: str, status: int, seconds: float) -> None:
-    """Count one HTTP request; error statuses also count in ``sovereign_mcp_errors_total``."""
-    HTTP_REQUESTS.labels(route, method, str(status)).inc()
+    """Count one HTTP request (``method`` through :func:`method_label`); error statuses also count in
+    ``sovereign_mcp_errors_total``."""
+    HTTP_REQUESTS.labels(route, method_label(method), str(status)).inc()
     HTTP_DURATION.labels(route).observe(seconds)
     kind = error_kind_of_status(status)
     if kind is not None:

@@ -57,14 +57,19 @@ def export_settings(settings: Settings) -> None:
     """Put ``settings`` into this process's environment for the worker processes it will start.
 
     The variable holds secrets (Lightning keys, the database password): it is readable only by this user
-    (``/proc/<pid>/environ`` is mode 0400) and by the child processes, like the config file it came from.
+    (``/proc/<pid>/environ`` is mode 0400) and by the child processes, like the config file it came from;
+    each worker drops it from its environment once read (:func:`worker_settings`).
     """
     os.environ[SETTINGS_ENV] = json.dumps(_plain(settings.model_dump()))
 
 
 def worker_settings() -> Settings:
-    """The settings :func:`export_settings` left for this worker, else the usual config lookup."""
-    raw = os.environ.get(SETTINGS_ENV)
+    """The settings :func:`export_settings` left for this worker, else the usual config lookup.
+
+    The variable is removed from this process's environment once read, so the processes the worker starts
+    (GPU launchers, ffmpeg, systemctl) do not inherit the secrets it holds.
+    """
+    raw = os.environ.pop(SETTINGS_ENV, None)
     if raw is None:
         return load_settings()
     return Settings(**json.loads(raw))

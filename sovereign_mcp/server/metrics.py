@@ -86,6 +86,9 @@ class ToolMetricsMiddleware(Middleware):
     """FastMCP middleware: counts and times every ``tools/call`` (install it first, so it sees the answers of
     the payment, rate-limit and timeout middleware too), and puts the HTTP request id on the call's logs."""
 
+    def __init__(self) -> None:
+        self._known: Callable[[], Awaitable[set[str]]] | None = None
+
     async def on_call_tool(self, context: MiddlewareContext, call_next: CallNext) -> Any:
         tool = context.message.name
         token = REQUEST_ID.set(_request_id_of_call())
@@ -94,13 +97,23 @@ class ToolMetricsMiddleware(Middleware):
             result = await call_next(context)
         except Exception as exc:
             unknown = isinstance(exc, (NotFoundError, DisabledError))
-            metrics.record_tool_call(UNKNOWN_TOOL if unknown else tool, outcome_of_exception(exc),
-                                     time.perf_counter() - start)
+            metrics.record_tool_call(UNKNOWN_TOOL if unknown else await self._label(context, tool),
+                                     outcome_of_exception(exc), time.perf_counter() - start)
             raise
         finally:
             REQUEST_ID.reset(token)
-        metrics.record_tool_call(tool, outcome_of_result(result), time.perf_counter() - start)
+        metrics.record_tool_call(await self._label(context, tool), outcome_of_result(result),
+                                 time.perf_counter() - start)
         return result
+
+    async def _label(self, context: MiddlewareContext, tool: str) -> str:
+        """``tool`` when the server has a tool of that name, else ``unknown`` (an inner middleware may answer a
+        call before FastMCP looks the name up: the client's name must not become a label)."""
+        if self._known is None:
+            if context.fastmcp_context is None:
+                return UNKNOWN_TOOL
+            self._known = known_tools(context.fastmcp_context.fastmcp)
+        return tool if tool in await self._known() else UNKNOWN_TOOL
 
 
 def _request_id_of_call() -> str | None:
@@ -164,8 +177,9 @@ class ObservabilityMiddleware:
             parsed = parsed_body(scope)
             calls = parsed.calls if parsed is not None else []
             known = await self.known_tools() if calls and self.known_tools is not None else set()
-            for call in calls:
-                metrics.record_tool_call(call.name if call.name in known else UNKNOWN_TOOL, outcome)
+            for call in calls:  # the 429 is already an error (record_http_request): count it once
+                metrics.record_tool_call(call.name if call.name in known else UNKNOWN_TOOL, outcome,
+                                         count_error=False)
         client = scope.get("client")
         access_log.info("%s %s %d %.1f ms", scope["method"], scope["path"], status, seconds * 1000,
                         extra={"method": scope["method"], "path": scope["path"], "status": status,
