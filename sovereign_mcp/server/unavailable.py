@@ -42,19 +42,19 @@ class DatabaseUnavailableMiddleware(Middleware):
     such a call needs the database too."""
 
     async def on_call_tool(self, context: MiddlewareContext, call_next: CallNext) -> Any:
-        try:
-            return await call_next(context)
-        except Exception as exc:
-            cause = database_cause(exc)
-            if cause is None:
-                raise
-            raise ToolError(str(cause)) from None
+        return await _translated(context, call_next, ToolError)
 
     async def on_read_resource(self, context: MiddlewareContext, call_next: CallNext) -> Any:
-        try:
-            return await call_next(context)
-        except Exception as exc:
-            cause = database_cause(exc)
-            if cause is None:
-                raise
-            raise ResourceError(str(cause)) from None
+        return await _translated(context, call_next, ResourceError)
+
+
+async def _translated(context: MiddlewareContext, call_next: CallNext, error: type[Exception]) -> Any:
+    """``call_next(context)``, with a :class:`DatabaseUnavailable` anywhere in the cause chain re-raised as
+    ``error`` carrying its message."""
+    try:
+        return await call_next(context)
+    except Exception as exc:
+        cause = database_cause(exc)
+        if cause is None:
+            raise
+        raise error(str(cause)) from None
