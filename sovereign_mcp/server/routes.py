@@ -144,7 +144,13 @@ def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, diag
     """Attach ``/health`` and ``/api/{search,article,tags,validate,diagnose}`` to ``mcp``'s HTTP app."""
     def json_route(path: str, model: type[BaseModel], handler: Callable[[Any], BaseModel],
                    limit: int = settings.server.max_body_bytes, paid_tool: str | None = None,
-                   operator_field: str | None = None) -> None:
+                   operator_field: str | None = None, blocking: bool = False) -> None:
+        """``blocking``: the handler may take long (a 1 MB gate run, a live probe), so it runs in a worker
+        thread; sub-millisecond handlers (index lookups) run inline, where a thread hop would cost more."""
+        async def run(args: Any) -> Response:
+            result = await run_in_threadpool(handler, args) if blocking else handler(args)
+            return JSONResponse(result.model_dump(mode="json"))
+
         async def endpoint(request: Request) -> Response:
             try:
                 args = await read_arguments(request, model, limit)
@@ -152,14 +158,14 @@ def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, diag
                     if settings.auth.enabled and not scope_is_operator(request.scope):
                         return JSONResponse({"error": PROBE_REFUSED}, status_code=401,
                                             headers={"WWW-Authenticate": 'Bearer scope="operator"'})
-                    return JSONResponse((await run_in_threadpool(handler, args)).model_dump(mode="json"))
+                    return await run(args)
                 receipt = None
                 if paid_tool and payments is not None and payments.price(paid_tool) is not None:
                     refused, receipt = await run_in_threadpool(authorize_http, payments, request, paid_tool)
                     if refused is not None:
                         return refused
                 try:
-                    return JSONResponse((await run_in_threadpool(handler, args)).model_dump(mode="json"))
+                    return await run(args)
                 except Exception:
                     if receipt is not None and payments is not None:  # a call that failed is not charged
                         await run_in_threadpool(payments.refund, receipt)
@@ -183,7 +189,7 @@ def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, diag
     json_route("/api/tags", TagsRequest, lambda a: api.list_tags(service.index, a.sort))
     json_route("/api/validate", ValidateRequest, lambda a: gates.gate().check(a.text, a.kind, a.rules),
                limit=max(settings.server.max_body_bytes, 2 * MAX_INPUT_BYTES),  # 2 MB of text, JSON-escaped
-               paid_tool="validate_quality")
+               paid_tool="validate_quality", blocking=True)
     def diagnose(a: DiagnoseRequest) -> BaseModel:
         url = settings.diagnostics.sglang_url if a.probe else None
         if a.probe and not url:
@@ -191,7 +197,7 @@ def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, diag
         return diagnostics.run(**a.model_dump(exclude={"probe"}), probe_url=url)
 
     json_route("/api/diagnose", DiagnoseRequest, diagnose,
-               limit=max(settings.server.max_body_bytes, 2 * MAX_LOG_BYTES), operator_field="probe")
+               limit=max(settings.server.max_body_bytes, 2 * MAX_LOG_BYTES), operator_field="probe", blocking=True)
 
     @mcp.custom_route("/health", methods=["GET"])
     async def health(request: Request) -> Response:
