@@ -25,7 +25,7 @@ from fastmcp import Client
 import sovereign_mcp.pipeline.worker as worker_module
 from sovereign_mcp.db import Database, DatabaseUnavailable
 from sovereign_mcp.pipeline.service import PipelineService
-from sovereign_mcp.pipeline.store import JobStore
+from sovereign_mcp.pipeline.store import JobStore, StaleClaim
 from tests.helpers import running_server
 from tests.pg_harness import fresh_database, postgres_url, terminate_connections
 from tests.test_pipeline import World
@@ -98,6 +98,27 @@ def test_a_worker_that_lost_the_queue_cannot_overwrite_its_successor(stores: tup
     other = new.create("hero_image", "queued later", [], "", {})
     assert old.claim(other, step.step, step.service, "stale", epoch=old_epoch) is False  # a stale epoch claims nothing
     assert new.claim(other, step.step, step.service, "current", epoch=new_epoch) is True
+
+
+def test_a_worker_that_lost_the_queue_cannot_replace_its_successors_artifact_or_detail(
+        stores: tuple[JobStore, JobStore]) -> None:
+    old, new = stores
+    job_id = old.create("hero_image", "fenced files", [], "", {})
+    old_epoch, _ = old.recover()
+    (step,) = old.candidates()
+    assert old.claim(job_id, step.step, step.service, "old", epoch=old_epoch)
+    new_epoch, _ = new.recover()
+    assert new.claim(job_id, step.step, step.service, "new", epoch=new_epoch)
+    new.set_step_detail(job_id, step.step, {"prompt_id": "new"}, epoch=new_epoch)
+    mine = new.add_artifact(job_id, "hero.png", b"new png", step.step, epoch=new_epoch)
+
+    with pytest.raises(StaleClaim):
+        old.set_step_detail(job_id, step.step, {"prompt_id": "old"}, epoch=old_epoch)
+    with pytest.raises(StaleClaim):
+        old.add_artifact(job_id, "hero.png", b"old png", step.step, epoch=old_epoch)
+    assert new.step_detail(job_id, step.step) == {"prompt_id": "new"}
+    path, _, digest = new.artifact(job_id, "hero.png")
+    assert path.read_bytes() == b"new png" and digest == mine.sha256
 
 
 def test_the_postgres_worker_gives_a_step_up_when_its_lock_session_drops(

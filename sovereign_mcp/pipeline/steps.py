@@ -100,6 +100,7 @@ class StepContext:
     progress: Callable[[str], None] = lambda message: None
     should_stop: Callable[[], bool] = lambda: False
     notes: list[str] = field(default_factory=list)
+    epoch: int | None = None  # the claiming worker's epoch: partial results are fenced with it
 
     @property
     def job_dir(self) -> Path:
@@ -241,7 +242,8 @@ def _gate(ctx: StepContext, track: str, text_step: str, artifact: str) -> StepRe
     summary = {"verdict": attempt.verdict, "counts": attempt.counts, "attempt": number}
     if attempt.verdict != "fail":
         suffix = ".md" if track == "article" else ".txt"
-        ctx.store.add_artifact(ctx.job_id, artifact + suffix, text.encode("utf-8") + b"\n", f"{track}_gate")
+        ctx.store.add_artifact(ctx.job_id, artifact + suffix, text.encode("utf-8") + b"\n", f"{track}_gate",
+                               epoch=ctx.epoch)
         return StepResult(json.dumps(summary), summary, gate=attempt)
     worst = "; ".join(f"[{f['rule_id']}] {f['message']}" for f in attempt.findings if f.get("severity") == "high")
     if number < ctx.max_attempts():
@@ -320,7 +322,7 @@ def podcast_mix(ctx: StepContext) -> StepResult:
     ctx.progress(f"ffmpeg: mixing {len(paths)} turns into one MP3")
     out = ctx.job_dir / ".podcast.mp3.partial"
     mix_to_mp3(paths, out, ffmpeg=ctx.settings.ffmpeg, bitrate=ctx.settings.mp3_bitrate)
-    artifact = ctx.store.add_artifact(ctx.job_id, "podcast.mp3", out, "podcast_mix")
+    artifact = ctx.store.add_artifact(ctx.job_id, "podcast.mp3", out, "podcast_mix", epoch=ctx.epoch)
     detail = {"turns": len(paths), "bytes": artifact.bytes, "sha256": artifact.sha256,
               "speech_seconds": round(sum(r["seconds"] for r in records), 3)}
     return StepResult(json.dumps(detail), detail)
@@ -344,7 +346,7 @@ def hero_image(ctx: StepContext) -> StepResult:
                                        checkpoint=ctx.settings.checkpoint, prefix=f"sovereign-mcp/{ctx.job_id}")
             prompt_id = client.queue(graph, client_id=f"sovereign-mcp-{ctx.job_id}")
         ctx.store.set_step_detail(ctx.job_id, "hero_image", {"prompt_id": prompt_id, "seed": seed},
-                                  f"comfyui: rendering prompt {prompt_id}")
+                                  f"comfyui: rendering prompt {prompt_id}", epoch=ctx.epoch)
         images = client.wait_images(prompt_id, timeout=ctx.settings.image_timeout,
                                     poll=ctx.settings.image_poll_seconds, should_stop=ctx.should_stop)
         png = client.view(images[0])
@@ -352,7 +354,7 @@ def hero_image(ctx: StepContext) -> StepResult:
         client.close()
     if not is_png(png):
         raise MediaError(f"ComfyUI returned {len(png)} bytes for {images[0]['filename']} that are not a PNG")
-    artifact = ctx.store.add_artifact(ctx.job_id, "hero.png", png, "hero_image")
+    artifact = ctx.store.add_artifact(ctx.job_id, "hero.png", png, "hero_image", epoch=ctx.epoch)
     detail = {"prompt_id": prompt_id, "seed": seed, "width": width, "height": height,
               "filename": images[0]["filename"], "sha256": artifact.sha256, "bytes": artifact.bytes}
     return StepResult(json.dumps({**detail, "prompt": prompt}), detail)

@@ -129,6 +129,11 @@ class ArtifactNotFound(KeyError):
         return str(self.args[0])
 
 
+class StaleClaim(Exception):
+    """A step's partial result (detail, artifact) came from a worker whose claim is no longer current: the
+    step was recovered by a newer lock holder or cancelled. The worker drops the step."""
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """A pending step whose dependencies are done: the scheduler picks among these."""
@@ -373,9 +378,17 @@ class JobStore:
             row = cur.fetchone()
         return json.loads(row[0]) if row and row[0] else {}
 
-    def set_step_detail(self, job_id: str, step: str, detail: dict[str, Any], message: str | None = None) -> None:
+    def set_step_detail(self, job_id: str, step: str, detail: dict[str, Any], message: str | None = None, *,
+                        epoch: int | None = None) -> None:
+        """Record partial progress of a running step.
+
+        Raises:
+            StaleClaim: ``epoch`` is given and the step no longer runs under it (nothing is written).
+        """
         now = self._clock()
         with self._tx() as cur:
+            if self._fenced(cur, job_id, step, epoch, "detail"):
+                raise StaleClaim(f"step {step} of job {job_id} is no longer claimed by worker epoch {epoch}")
             cur.execute("UPDATE pipeline_steps SET detail = ? WHERE job_id = ? AND name = ?",
                         [json.dumps(detail), job_id, step])
             if message is not None:
@@ -563,10 +576,24 @@ class JobStore:
         return epoch, ids
 
     # -- artifacts ------------------------------------------------------------------------------------
-    def add_artifact(self, job_id: str, name: str, data: bytes | Path, step: str) -> ArtifactOut:
-        """Store ``data`` (bytes, or a finished file to move in) as artifact ``name`` with its sha256."""
+    def add_artifact(self, job_id: str, name: str, data: bytes | Path, step: str, *,
+                     epoch: int | None = None) -> ArtifactOut:
+        """Store ``data`` (bytes, or a finished file to move in) as artifact ``name`` with its sha256.
+
+        With ``epoch``, the claim is checked before the file is written and again with the record, so a worker
+        that lost the queue neither replaces its successor's file nor its record.
+
+        Raises:
+            ValueError: a name that is not a plain file name.
+            StaleClaim: the step no longer runs under ``epoch``.
+        """
         if not NAME_RE.match(name):
             raise ValueError(f"bad artifact name {name!r}")
+        stale = StaleClaim(f"step {step} of job {job_id} is no longer claimed by worker epoch {epoch}")
+        if epoch is not None:
+            with self._tx() as cur:
+                if self._fenced(cur, job_id, step, epoch, f"artifact {name}"):
+                    raise stale
         path = self.job_dir(job_id) / name
         if isinstance(data, Path):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -578,6 +605,8 @@ class JobStore:
         mime = ARTIFACT_MIME.get(path.suffix.lower(), "application/octet-stream")
         now = self._clock()
         with self._tx() as cur:
+            if self._fenced(cur, job_id, step, epoch, f"artifact {name}"):
+                raise stale
             cur.execute("INSERT INTO pipeline_artifacts (job_id, name, path, sha256, bytes, mime, step, created_at) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, name) DO UPDATE SET "
                         "path = excluded.path, sha256 = excluded.sha256, bytes = excluded.bytes, "

@@ -38,7 +38,7 @@ from sovereign_mcp.pipeline.media import MediaError
 from sovereign_mcp.pipeline.models import KIND_STEPS, RETRY_GROUPS, GateAttempt, spec_of
 from sovereign_mcp.pipeline.scheduler import choose
 from sovereign_mcp.pipeline.steps import RUNNERS, GateAborted, Interrupted, StepContext, StepFailed
-from sovereign_mcp.pipeline.store import Candidate
+from sovereign_mcp.pipeline.store import Candidate, StaleClaim
 
 if TYPE_CHECKING:
     from sovereign_mcp.pipeline.service import PipelineService
@@ -259,7 +259,7 @@ class PipelineWorker:
             settings=self.config, store=self.store, kb=service.gates.kb, gate=service.gates.gate, chat=service.chat,
             voxtral=service.voxtral_client, comfyui=service.comfyui_client,
             progress=lambda message: self.store.set_message(job_id, f"{label}: {message}"),
-            should_stop=self._should_stop)
+            should_stop=self._should_stop, epoch=self._epoch)
         try:
             result = RUNNERS[step](ctx)
         except InferenceUnavailable as exc:
@@ -268,7 +268,7 @@ class PipelineWorker:
             self._release()
             log.warning("pipeline job %s: no inference provider; the job waits: %s", job_id, exc)
             return
-        except Interrupted:
+        except (Interrupted, StaleClaim):  # a stale claim's requeue is dropped by the fence as well
             self.store.requeue(job_id, step, "interrupted (worker shutdown or lost lock); resumes", epoch=self._epoch)
             return
         except GateAborted as exc:
