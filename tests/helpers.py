@@ -12,11 +12,52 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+
+from sovereign_mcp.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CORPORA = REPO.parent / "shared" / "corpora"
+
+
+SETTINGS_PREFIX = "SOVEREIGN_MCP_"
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """This process's environment without ``SOVEREIGN_MCP_*`` settings (a developer's own must not leak into a
+    test's server), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(SETTINGS_PREFIX)}
+    env.update(extra)
+    return env
+
+
+def isolated_env(home: Path, **extra: str) -> dict[str, str]:
+    """Environment for a server or CLI subprocess: :func:`clean_environ` with the user config and data dirs
+    under ``home`` (so no user config file is read), unbuffered output, and ``extra`` on top."""
+    return clean_environ(**{"XDG_CONFIG_HOME": str(home / "xdg-config"), "XDG_DATA_HOME": str(home / "xdg-data"),
+                            "PYTHONUNBUFFERED": "1", **extra})
+
+
+def isolate(mp: pytest.MonkeyPatch, tmp: Path, chdir: bool = True) -> None:
+    """For in-process settings: no ``SOVEREIGN_MCP_*`` variables, no user config file (XDG_CONFIG_HOME under
+    ``tmp``) and, with ``chdir``, no ``./sovereign-mcp.toml`` (the working directory becomes ``tmp``)."""
+    for name in list(os.environ):
+        if name.upper().startswith(SETTINGS_PREFIX):
+            mp.delenv(name)
+    mp.setenv("XDG_CONFIG_HOME", str(tmp / "xdg-config"))
+    if chdir:
+        mp.chdir(tmp)
+
+
+def isolated_settings(tmp: Path, **overrides: Any) -> Settings:
+    """:func:`sovereign_mcp.config.load_settings` under :func:`isolate` (restored afterwards), with
+    ``overrides`` as the command line would give them."""
+    with pytest.MonkeyPatch.context() as mp:
+        isolate(mp, tmp)
+        return load_settings(None, **overrides)
 
 
 def free_port() -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from sovereign_mcp.config import AuthSettings, ConfigError, load_settings
 from sovereign_mcp.pipeline.config import ROLES
 from sovereign_mcp.server.diagnostics import PROBE_REFUSED
 from tests.fake_sglang import FakeSGLang, fake_sglang
-from tests.helpers import running_server
+from tests.helpers import isolated_env, running_server
 
 OPERATOR_TOOLS = {"cancel_pipeline", "list_jobs", "gpu_services"}
 PUBLIC_TOOLS = {"search_blog", "get_article", "list_tags", "diagnose_sglang", "validate_quality",
@@ -212,13 +211,6 @@ class Served:
         return f"{self.url}/mcp"
 
 
-def _env(root: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SOVEREIGN_MCP_")}
-    env.update({"XDG_CONFIG_HOME": str(root / "xdg-config"), "XDG_DATA_HOME": str(root / "xdg-data")})
-    env.update(extra)
-    return env
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("auth-corpus")
@@ -233,7 +225,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Iterator[S
     store = OperatorTokenStore(root / "data" / "auth.sqlite3")
     operator, _ = store.create(label="tests")
     with fake_sglang() as fake:
-        env = _env(root, SOVEREIGN_MCP_DIAGNOSTICS__SGLANG_URL=fake.url,
+        env = isolated_env(root, SOVEREIGN_MCP_DIAGNOSTICS__SGLANG_URL=fake.url,
                    SOVEREIGN_MCP_AUTH__JWT_PUBLIC_KEY=keys.public_key, SOVEREIGN_MCP_AUTH__JWT_ISSUER=ISSUER)
         with running_server("--corpus", str(corpus), "--data-dir", str(root / "data"), env=env) as url:
             yield Served(url, store, operator, keys, fake)
@@ -357,7 +349,7 @@ async def test_stdio_is_the_local_operator(tmp_path: Path, corpus: Path) -> None
         transport = StdioTransport(sys.executable, [
             "-m", "sovereign_mcp", "serve", "--transport", "stdio", "--data-dir", str(tmp_path / "data"),
             "--corpus", str(corpus), "--no-watch", "--log-level", "warning"],
-            env=_env(tmp_path, SOVEREIGN_MCP_DIAGNOSTICS__SGLANG_URL=fake.url), cwd=str(tmp_path))
+            env=isolated_env(tmp_path, SOVEREIGN_MCP_DIAGNOSTICS__SGLANG_URL=fake.url), cwd=str(tmp_path))
         async with Client(transport) as client:
             assert {t.name for t in await client.list_tools()} >= OPERATOR_TOOLS
             assert (await client.call_tool("list_jobs", {})).structured_content == {"jobs": []}
@@ -367,7 +359,7 @@ async def test_stdio_is_the_local_operator(tmp_path: Path, corpus: Path) -> None
 
 @pytest.mark.e2e
 async def test_auth_disabled_leaves_every_tool_open(tmp_path: Path, corpus: Path) -> None:
-    env = _env(tmp_path, SOVEREIGN_MCP_AUTH__ENABLED="false", SOVEREIGN_MCP_PAYMENTS__ENABLED="false")
+    env = isolated_env(tmp_path, SOVEREIGN_MCP_AUTH__ENABLED="false", SOVEREIGN_MCP_PAYMENTS__ENABLED="false")
     with running_server("--corpus", str(corpus), "--data-dir", str(tmp_path / "data"), env=env) as url:
         async with Client(f"{url}/mcp") as client:
             assert {t.name for t in await client.list_tools()} >= PUBLIC_TOOLS | OPERATOR_TOOLS

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 
@@ -12,15 +11,13 @@ from pydantic import SecretStr
 
 from sovereign_mcp import cli
 from sovereign_mcp.config import ConfigError, Settings, load_settings, redacted
+from tests.helpers import isolate
 
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No SOVEREIGN_MCP_* variables, no ./sovereign-mcp.toml, no user config file."""
-    for name in list(os.environ):
-        if name.upper().startswith("SOVEREIGN_MCP_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    isolate(monkeypatch, tmp_path, chdir=False)
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     monkeypatch.chdir(workdir)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from sovereign_mcp.diagnostics.engine import MAX_LOG_BYTES
 from sovereign_mcp.diagnostics.service import DiagnosticsService
 from sovereign_mcp.kb.loader import load_kb
 from tests.fake_sglang import FakeSGLang, fake_sglang
-from tests.helpers import free_port, operator_token, running_server
+from tests.helpers import free_port, isolate, operator_token, running_server
 from tests.test_diagnose_rules import BASELINE_COMMAND, COMMAND_CASES, LOG_CASES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,21 +37,12 @@ MVP = {"attention_backend": "flashinfer", "mem_fraction": 0.9, "cuda_graph_max_b
        "error_message": "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static."}
 
 
-def _clean_env(mp: pytest.MonkeyPatch, tmp: Path) -> None:
-    """No stray config: no SOVEREIGN_MCP_* variables, no user or ./ config file."""
-    for name in list(os.environ):
-        if name.upper().startswith("SOVEREIGN_MCP_"):
-            mp.delenv(name)
-    mp.setenv("XDG_CONFIG_HOME", str(tmp / "xdg-config"))
-
-
 # ---- CLI ---------------------------------------------------------------------------------------
 
 
 @pytest.fixture()
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    _clean_env(monkeypatch, tmp_path)
-    monkeypatch.chdir(tmp_path)
+    isolate(monkeypatch, tmp_path)
 
     def run(*args: str) -> tuple[int, str, str]:
         code = cli_main(["diagnose", "--data-dir", str(tmp_path / "data"), *args])
@@ -201,7 +191,7 @@ def server(corpus: Path, fake: FakeSGLang, server_home: Path) -> Iterator[str]:
     (tmp / "meminfo").write_text(MEMINFO)
     with contextlib.ExitStack() as stack:
         with pytest.MonkeyPatch.context() as mp:  # the server process's environment only
-            _clean_env(mp, tmp)
+            isolate(mp, tmp, chdir=False)
             mp.setenv("SOVEREIGN_MCP_DIAGNOSTICS__SGLANG_URL", fake.url)
             mp.setenv("SOVEREIGN_MCP_DIAGNOSTICS__MEMINFO_PATH", str(tmp / "meminfo"))
             mp.setenv("SOVEREIGN_MCP_PAYMENTS__ENABLED", "false")
@@ -322,7 +312,7 @@ async def test_api_diagnose_matches_mcp(server: str):
 
 @pytest.mark.e2e
 async def test_mcp_probe_without_configured_url(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    _clean_env(monkeypatch, tmp_path)
+    isolate(monkeypatch, tmp_path, chdir=False)
     monkeypatch.setenv("SOVEREIGN_MCP_PAYMENTS__ENABLED", "false")
     token = operator_token(tmp_path / "data")
     with running_server("--corpus", str(corpus), "--data-dir", str(tmp_path / "data")) as url:

@@ -27,8 +27,8 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 from sovereign_mcp.payments.store import TokenStore
-from tests.helpers import spawn_server
-from tests.test_l402_http import BODY, MCP_HEADERS, challenge_of, isolated_env, pay_in_process, tools_call
+from tests.helpers import isolated_env, spawn_server
+from tests.test_l402_http import BODY, MCP_HEADERS, challenge_of, pay_in_process, tools_call
 from tests.test_pipeline import World
 
 pytestmark = pytest.mark.e2e

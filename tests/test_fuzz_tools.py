@@ -39,7 +39,7 @@ from hypothesis_jsonschema import from_schema
 from sovereign_mcp.config import load_settings
 from sovereign_mcp.search.service import BlogService
 from sovereign_mcp.server.app import build_mcp
-from tests.helpers import running_server
+from tests.helpers import isolated_env, running_server
 
 IN_MEMORY_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
 HTTP_EXAMPLES = int(os.environ.get("FUZZ_HTTP_EXAMPLES", "15"))
@@ -263,9 +263,8 @@ def test_the_check_catches_a_crashing_tool(portal: BlockingPortal) -> None:
 @pytest.fixture(scope="module")
 def http_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("fuzz-http")
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SOVEREIGN_MCP_")}
-    env.update({"XDG_CONFIG_HOME": str(home / "xdg"), "SOVEREIGN_MCP_PAYMENTS__ENABLED": "false",
-                "SOVEREIGN_MCP_RATE_LIMIT__ENABLED": "false", "SOVEREIGN_MCP_PIPELINE__WORKER": "false"})
+    env = isolated_env(home, SOVEREIGN_MCP_PAYMENTS__ENABLED="false", SOVEREIGN_MCP_RATE_LIMIT__ENABLED="false",
+                       SOVEREIGN_MCP_PIPELINE__WORKER="false")
     with running_server("--data-dir", str(home / "data"), env=env) as url:
         yield url
 

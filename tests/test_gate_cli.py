@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from sovereign_mcp import cli
 from sovereign_mcp.gate.engine import MAX_INPUT_BYTES
 from sovereign_mcp.kb.loader import load_kb
 from sovereign_mcp.paths import default_kb_dir
+from tests.helpers import isolate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gate"
 PODCAST = FIXTURES / "podcast_episode.txt"
@@ -44,10 +44,7 @@ def types() -> dict[str, str]:
 @pytest.fixture
 def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Run ``sovereign-mcp gate ARGS`` on a tiny tmp corpus and data dir, isolated from user config."""
-    for name in list(os.environ):
-        if name.upper().startswith("SOVEREIGN_MCP_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    isolate(monkeypatch, tmp_path, chdir=False)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "one-gpu.md").write_text(CORPUS_ARTICLE, encoding="utf-8")

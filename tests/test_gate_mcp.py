@@ -6,7 +6,6 @@ in-process on the same KB and corpus.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from sovereign_mcp.gate.service import GateService
 from sovereign_mcp.kb.loader import KnowledgeBase, load_kb
 from sovereign_mcp.paths import default_kb_dir
 from sovereign_mcp.search.store import open_index
-from tests.helpers import running_server
+from tests.helpers import isolate, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -62,11 +61,7 @@ def local(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> GateService
     """The same gate, in-process: shipped KB, facts from the same corpus."""
     tmp = tmp_path_factory.mktemp("gate-local")
     with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.upper().startswith("SOVEREIGN_MCP_"):
-                mp.delenv(name)
-        mp.setenv("XDG_CONFIG_HOME", str(tmp / "xdg-config"))
-        mp.chdir(tmp)
+        isolate(mp, tmp)
         settings = load_settings(None, corpus={"paths": [corpus], "watch": False}, data_dir=tmp / "data")
     index, _ = open_index(settings)
     service = GateService(settings, lambda: index.articles)

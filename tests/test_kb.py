@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from sovereign_mcp.kb.loader import load_kb, parse_entry
 from sovereign_mcp.kb.models import CapsData, ExistenceData, KBError
 from sovereign_mcp.kb.prompts import build_prompt, render_rules
 from sovereign_mcp.paths import default_kb_dir
+from tests.helpers import isolate
 
 SHIPPED_KB = default_kb_dir()
 
@@ -34,10 +34,7 @@ def write(root: Path, rel: str, text: str) -> Path:
 @pytest.fixture
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No user config file or SOVEREIGN_MCP_* variable leaks into CLI runs."""
-    for name in list(os.environ):
-        if name.upper().startswith("SOVEREIGN_MCP_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    isolate(monkeypatch, tmp_path, chdir=False)
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from fastmcp.client.transports import StreamableHttpTransport
 
 from sovereign_mcp.payments.backends.dev import DevBackend
 from sovereign_mcp.payments.store import TokenStore
-from tests.helpers import free_port, running_server
+from tests.helpers import free_port, isolated_env, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -62,15 +61,6 @@ Readers can pay for tools with Lightning invoices; the zebrafish example shows t
 class Server:
     def __init__(self, url: str, data: Path, home: Path) -> None:
         self.url, self.data, self.home = url, data, home
-
-
-def isolated_env(home: Path, **extra: str) -> dict[str, str]:
-    """Environment for server/CLI processes: no inherited SOVEREIGN_MCP_*, no user config."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SOVEREIGN_MCP_")}
-    env.update({"XDG_CONFIG_HOME": str(home / "xdg-config"), "XDG_DATA_HOME": str(home / "xdg-data"),
-                "PYTHONUNBUFFERED": "1"})
-    env.update(extra)
-    return env
 
 
 def cli(server: Server, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

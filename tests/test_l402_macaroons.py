@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import struct
@@ -21,12 +20,13 @@ import pytest
 from l402_requests.challenge import parse_challenge
 from pymacaroons import MACAROON_V2, Macaroon
 
-from sovereign_mcp.config import Settings, load_settings
+from sovereign_mcp.config import Settings
 from sovereign_mcp.payments import macaroons
 from sovereign_mcp.payments.backends.dev import DevBackend
 from sovereign_mcp.payments.headers import CredentialError, challenges, parse_credential
 from sovereign_mcp.payments.service import InvalidCredential, L402Service, PaymentChallenge
 from sovereign_mcp.payments.store import TokenStore
+from tests.helpers import isolated_settings
 
 TOOL = "validate_quality"
 OTHER_TOOL = "trigger_pipeline"
@@ -129,13 +129,7 @@ class Clock:
 
 
 def make_settings(tmp: Path, **payments: Any) -> Settings:
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.upper().startswith("SOVEREIGN_MCP_"):
-                mp.delenv(name)
-        mp.setenv("XDG_CONFIG_HOME", str(tmp / "xdg-config"))
-        mp.chdir(tmp)
-        return load_settings(None, data_dir=tmp / "data", payments=payments or None)
+    return isolated_settings(tmp, data_dir=tmp / "data", payments=payments or None)
 
 
 class Env:

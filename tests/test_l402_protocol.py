@@ -5,7 +5,6 @@ argument) and the ``sovereign-mcp l402`` operator commands (tokens, stats, revok
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import subprocess
@@ -23,6 +22,7 @@ from fastmcp.client.transports import StdioTransport
 from sovereign_mcp.payments import macaroons
 from sovereign_mcp.payments.backends.dev import DevBackend
 from sovereign_mcp.payments.store import TokenStore
+from tests.helpers import isolated_env
 
 pytestmark = pytest.mark.e2e
 
@@ -43,13 +43,6 @@ Readers can pay for tools with Lightning invoices; the zebrafish example shows t
 class Home:
     def __init__(self, root: Path, corpus: Path) -> None:
         self.root, self.corpus, self.data = root, corpus, root / "data"
-
-
-def isolated_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SOVEREIGN_MCP_")}
-    env.update({"XDG_CONFIG_HOME": str(home / "xdg-config"), "XDG_DATA_HOME": str(home / "xdg-data")})
-    env.update(extra)
-    return env
 
 
 def cli(home: Home, *args: str, data: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:

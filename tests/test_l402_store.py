@@ -5,7 +5,6 @@ atomicity against PostgreSQL when ``SOVEREIGN_MCP_TEST_POSTGRES_URL`` is set.
 
 from __future__ import annotations
 
-import os
 import secrets
 import sqlite3
 import threading
@@ -16,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from sovereign_mcp.config import load_settings
 from sovereign_mcp.payments.backends.dev import DevBackend
 from sovereign_mcp.payments.service import InvalidCredential, L402Service, client_key
 from sovereign_mcp.payments.store import TokenRecord, TokenStore
+from tests.helpers import isolated_settings
 from tests.pg_harness import postgres_url
 
 NOW = int(time.time())
@@ -214,13 +213,7 @@ def test_expire_pending(store: TokenStore) -> None:
 
 
 def test_paid_but_unused_token_survives_cleanup(tmp_path: Path) -> None:
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.upper().startswith("SOVEREIGN_MCP_"):
-                mp.delenv(name)
-        mp.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-        mp.chdir(tmp_path)
-        settings = load_settings(None, data_dir=tmp_path / "data")
+    settings = isolated_settings(tmp_path, data_dir=tmp_path / "data")
     store = TokenStore(tmp_path / "data" / "l402.sqlite3")
     backend = DevBackend(store, tmp_path / "data" / "node.key")
     clock = [float(NOW)]
@@ -280,13 +273,7 @@ def test_take_free_is_atomic(store: TokenStore) -> None:
 
 
 def test_service_free_call_uses_configured_allowance(tmp_path: Path) -> None:
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.upper().startswith("SOVEREIGN_MCP_"):
-                mp.delenv(name)
-        mp.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-        mp.chdir(tmp_path)
-        settings = load_settings(None, data_dir=tmp_path / "data", payments={"free_calls_per_day": 2})
+    settings = isolated_settings(tmp_path, data_dir=tmp_path / "data", payments={"free_calls_per_day": 2})
     store = TokenStore(tmp_path / "data" / "l402.sqlite3")
     service = L402Service(settings, store, DevBackend(store, tmp_path / "data" / "node.key"))
     a, b = client_key("203.0.113.5"), client_key("203.0.113.77")

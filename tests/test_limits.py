@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,17 +27,10 @@ from sovereign_mcp.config import ConfigError, load_settings
 from sovereign_mcp.ratelimit import client_key, limiter_for
 from sovereign_mcp.server.timeouts import ToolTimeoutMiddleware
 from tests.fake_sglang import fake_sglang
-from tests.helpers import running_server
+from tests.helpers import isolated_env, running_server
 
 CALL = {"jsonrpc": "2.0", "method": "tools/call"}
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-def isolated_env(home: Path, **extra: str) -> dict[str, str]:
-    """No inherited SOVEREIGN_MCP_* settings or user config; ``extra`` on top."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SOVEREIGN_MCP_")}
-    env.update({"XDG_CONFIG_HOME": str(home / "xdg-config"), "XDG_DATA_HOME": str(home / "xdg-data"), **extra})
-    return env
 
 
 def call(tool: str, arguments: dict, request_id: int = 1) -> dict:

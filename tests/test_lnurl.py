@@ -17,11 +17,10 @@ import pytest
 from lnurl import LnurlPayResponse
 from starlette.testclient import TestClient
 
-from sovereign_mcp.config import load_settings
 from sovereign_mcp.payments.store import TokenStore
 from sovereign_mcp.search.service import BlogService
 from sovereign_mcp.server.app import build_http_app
-from tests.helpers import running_server
+from tests.helpers import isolated_settings, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -155,14 +154,8 @@ def test_unknown_name_404(server: tuple[str, Path]) -> None:
 @pytest.fixture
 def app_for(corpus: Path, tmp_path: Path):
     def make(**payments: Any) -> TestClient:
-        with pytest.MonkeyPatch.context() as mp:
-            for name in list(os.environ):
-                if name.upper().startswith("SOVEREIGN_MCP_"):
-                    mp.delenv(name)
-            mp.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-            mp.chdir(tmp_path)
-            settings = load_settings(None, corpus={"paths": [corpus], "watch": False}, data_dir=tmp_path / "data",
-                                     payments=payments)
+        settings = isolated_settings(tmp_path, corpus={"paths": [corpus], "watch": False},
+                                     data_dir=tmp_path / "data", payments=payments)
         _, app = build_http_app(BlogService(settings), settings)
         return TestClient(app, base_url="http://127.0.0.1:8002")
     return make

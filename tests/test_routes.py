@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,9 +9,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from sovereign_mcp.config import Settings, load_settings
+from sovereign_mcp.config import Settings
 from sovereign_mcp.search.service import BlogService
 from sovereign_mcp.server.app import build_http_app
+from tests.helpers import isolated_settings
 
 MEMORY_TEXT = " ".join(
     f"Memory paragraph sentence number {i} explains the KV cache budget and the static fraction."
@@ -40,13 +40,7 @@ ARTICLES = {
 
 
 def make_settings(tmp: Path, corpus: Path, **overrides: Any) -> Settings:
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.upper().startswith("SOVEREIGN_MCP_"):
-                mp.delenv(name)
-        mp.setenv("XDG_CONFIG_HOME", str(tmp / "xdg-config"))
-        mp.chdir(tmp)
-        return load_settings(None, corpus={"paths": [corpus], "watch": False}, data_dir=tmp / "data", **overrides)
+    return isolated_settings(tmp, corpus={"paths": [corpus], "watch": False}, data_dir=tmp / "data", **overrides)
 
 
 def write_corpus(folder: Path, articles: dict[str, str]) -> Path:

@@ -21,7 +21,7 @@ from fastmcp import Client
 
 from sovereign_mcp.payments.backends.dev import DevBackend
 from sovereign_mcp.payments.store import TokenStore
-from tests.helpers import running_server, spawn_server, stop_server
+from tests.helpers import clean_environ, running_server, spawn_server, stop_server
 from tests.pg_harness import fresh_database
 from tests.test_pipeline import World
 
@@ -33,10 +33,8 @@ MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": 
 
 def clean_env(**extra: str) -> dict[str, str]:
     """No inherited ``SOVEREIGN_MCP_*`` settings; auth and rate limits off (other tests cover them)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOVEREIGN_MCP_")}
-    env.update({"SOVEREIGN_MCP_AUTH__ENABLED": "false", "SOVEREIGN_MCP_RATE_LIMIT__ENABLED": "false"})
-    env.update(extra)
-    return env
+    return clean_environ(**{"SOVEREIGN_MCP_AUTH__ENABLED": "false", "SOVEREIGN_MCP_RATE_LIMIT__ENABLED": "false",
+                            **extra})
 
 
 class Payer:
