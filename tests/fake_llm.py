@@ -32,6 +32,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -69,20 +70,31 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
-    fake: FakeLLM
+    dispatch: Callable[[BaseHTTPRequestHandler], None]
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:
-        self.server.fake._handle(self)
+        self.server.dispatch(self)
 
     def do_POST(self) -> None:
-        self.server.fake._handle(self)
+        self.server.dispatch(self)
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
+
+
+def serve_loopback(port: int, dispatch: Callable[[BaseHTTPRequestHandler], None],
+                   name: str) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """A threaded HTTP server on ``127.0.0.1:port`` handing every GET and POST to ``dispatch``, served from a
+    daemon thread called ``name``; stop it with ``shutdown()`` then ``server_close()``."""
+    server = _Server(("127.0.0.1", port), _Handler)
+    server.dispatch = dispatch
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name=name)
+    thread.start()
+    return server, thread
 
 
 class FakeLLM:
@@ -110,7 +122,7 @@ class FakeLLM:
         self.slow_seconds = slow_seconds
         self._requests: list[Recorded] = []
         self._lock = threading.Lock()
-        self._server: _Server | None = None
+        self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -138,12 +150,7 @@ class FakeLLM:
             if self.mode == "down":
                 self.mode = "healthy"
             self._stopping = threading.Event()
-            server = _Server(("127.0.0.1", self.port), _Handler)
-            server.fake = self
-            self._server = server
-            self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                            daemon=True, name=f"fake-llm-{self.name}")
-            self._thread.start()
+            self._server, self._thread = serve_loopback(self.port, self._handle, f"fake-llm-{self.name}")
         return self
 
     def stop(self) -> None:
@@ -197,7 +204,7 @@ class FakeLLM:
 
     # --- serving ---------------------------------------------------------------------------------
 
-    def _handle(self, handler: _Handler) -> None:
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         path = handler.path.split("?", 1)[0]
         raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
         try:
@@ -220,7 +227,7 @@ class FakeLLM:
         except OSError:  # the client gave up (timeout tests)
             pass
 
-    def _route(self, handler: _Handler, path: str, body: Any) -> None:
+    def _route(self, handler: BaseHTTPRequestHandler, path: str, body: Any) -> None:
         route = (handler.command, path)
         if route == ("GET", "/health"):
             self._json(handler, 200, {"status": "ok"})
@@ -234,7 +241,7 @@ class FakeLLM:
         else:
             self._json(handler, 404, {"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}})
 
-    def _chat(self, handler: _Handler, body: dict[str, Any]) -> None:
+    def _chat(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             self._json(handler, 400, {"object": "error", "message": "messages must be a non-empty list",
@@ -259,7 +266,7 @@ class FakeLLM:
                       "total_tokens": prompt_tokens + len(self.chunks)},
         })
 
-    def _sse(self, handler: _Handler, ident: str, created: int, model: str) -> None:
+    def _sse(self, handler: BaseHTTPRequestHandler, ident: str, created: int, model: str) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Cache-Control", "no-cache")
@@ -279,7 +286,7 @@ class FakeLLM:
         handler.wfile.flush()
 
     @staticmethod
-    def _json(handler: _Handler, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+    def _json(handler: BaseHTTPRequestHandler, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(data).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")

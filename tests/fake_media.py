@@ -35,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fake_llm import FakeLLM, free_port
+from tests.fake_llm import FakeLLM, free_port, serve_loopback
 
 VOICES = ["neutral_female", "neutral_male", "casual_female", "casual_male"]
 FLUX_NODES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptySD3LatentImage", "KSampler", "VAEDecode", "SaveImage"}
@@ -69,24 +69,7 @@ def make_png(width: int = 64, height: int = 36) -> bytes:
 
 
 # -- a tiny JSON/bytes HTTP server base -----------------------------------------------------------
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    owner: _Fake
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        self.server.owner._dispatch(self)
-
-    def do_POST(self) -> None:
-        self.server.owner._dispatch(self)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+Handler = BaseHTTPRequestHandler  # one request, as served by tests.fake_llm.serve_loopback
 
 
 class _Fake:
@@ -94,7 +77,7 @@ class _Fake:
         self.port = port or free_port()
         self.requests: list[tuple[str, str, Any]] = []
         self._lock = threading.Lock()
-        self._server: _Server | None = None
+        self._server: ThreadingHTTPServer | None = None
 
     @property
     def url(self) -> str:
@@ -102,10 +85,7 @@ class _Fake:
 
     def start(self) -> _Fake:
         if self._server is None:
-            server = _Server(("127.0.0.1", self.port), _Handler)
-            server.owner = self
-            self._server = server
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+            self._server, _ = serve_loopback(self.port, self._dispatch, f"{type(self).__name__}-{self.port}")
         return self
 
     def stop(self) -> None:
@@ -124,7 +104,7 @@ class _Fake:
         with self._lock:
             return sum(1 for m, p, _ in self.requests if m == method and p.startswith(path))
 
-    def _dispatch(self, handler: _Handler) -> None:
+    def _dispatch(self, handler: Handler) -> None:
         parts = urlsplit(handler.path)
         raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
         try:
@@ -136,11 +116,11 @@ class _Fake:
         with contextlib.suppress(OSError):  # the client gave up
             self.route(handler, handler.command, parts.path, parse_qs(parts.query), body)
 
-    def route(self, handler: _Handler, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
+    def route(self, handler: Handler, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
         raise NotImplementedError
 
     @staticmethod
-    def send(handler: _Handler, status: int, payload: bytes | Any, content_type: str = "application/json") -> None:
+    def send(handler: Handler, status: int, payload: bytes | Any, content_type: str = "application/json") -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", content_type)
@@ -160,7 +140,7 @@ class FakeVoxtral(_Fake):
         self.seconds_per_word = seconds_per_word
         self.speeches: list[dict[str, Any]] = []
 
-    def route(self, handler: _Handler, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
+    def route(self, handler: Handler, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
         if (method, path) == ("GET", "/v1/audio/voices"):
             self.send(handler, 200, {"voices": self.voices, "uploaded_voices": []})
         elif (method, path) == ("GET", "/v1/models"):
@@ -170,7 +150,7 @@ class FakeVoxtral(_Fake):
         else:
             self.send(handler, 404, {"detail": "Not Found"})
 
-    def _speech(self, handler: _Handler, body: dict[str, Any]) -> None:
+    def _speech(self, handler: Handler, body: dict[str, Any]) -> None:
         text, voice, speed = body.get("input"), body.get("voice"), body.get("speed", 1.0)
         problem = None
         if not isinstance(text, str) or not text.strip():
@@ -225,7 +205,7 @@ class FakeComfyUI(_Fake):
                     problems.append("KSampler must be 4 steps, cfg 1.0, euler, simple for FLUX.1-schnell")
         return problems
 
-    def route(self, handler: _Handler, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
+    def route(self, handler: Handler, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
         if (method, path) == ("GET", "/system_stats"):
             self.send(handler, 200, {"system": {"os": "posix", "comfyui_version": "0.3.0-fake"},
                                      "devices": [{"name": "cuda:0 NVIDIA GB10", "type": "cuda"}]})
@@ -256,7 +236,7 @@ class FakeComfyUI(_Fake):
         else:
             self.send(handler, 404, {"error": "not found"})
 
-    def _history(self, handler: _Handler, prompt_id: str) -> None:
+    def _history(self, handler: Handler, prompt_id: str) -> None:
         with self._lock:
             graph = self.prompts.get(prompt_id)
             self._polls[prompt_id] = self._polls.get(prompt_id, 0) + 1
