@@ -9,7 +9,6 @@ import base64
 import contextlib
 import hashlib
 import json
-import os
 import re
 import secrets
 import threading
@@ -23,15 +22,14 @@ from typing import Any
 import bolt11
 import httpx
 import pytest
-from bolt11 import Bolt11, MilliSatoshi, TagChar, Tags
 
-from sovereign_mcp.config import Settings, load_settings
+from sovereign_mcp.config import Settings
 from sovereign_mcp.payments.backends.base import BackendUnavailable
-from sovereign_mcp.payments.backends.dev import DevBackend
+from sovereign_mcp.payments.backends.dev import DevBackend, sign_regtest_invoice
 from sovereign_mcp.payments.backends.remote import CLNBackend, LNbitsBackend, LNDBackend
 from sovereign_mcp.payments.service import make_backend
 from sovereign_mcp.payments.store import TokenStore
-from tests.helpers import free_port
+from tests.helpers import free_port, isolated_settings
 
 MACAROON_HEX = "0201036c6e6402f801030a10" + "ab" * 24
 RUNE = "Xb2dL6hTo0vxA8Qj5LNRYl1nnV5Fm3eP7cjYx0VeDzs9MA=="
@@ -72,20 +70,10 @@ class FakeNode:
 
     def mint(self, amount_msat: int, expiry: int, description: str | None = None,
              description_hash: bytes | None = None, label: str = "") -> FakeInvoice:
-        preimage = secrets.token_bytes(32)
-        payment_hash = hashlib.sha256(preimage).hexdigest()
-        now = int(time.time())
-        tags = Tags()
-        tags.add(TagChar.payment_hash, payment_hash)
-        tags.add(TagChar.payment_secret, secrets.token_hex(32))
-        if description_hash is not None:
-            tags.add(TagChar.description_hash, description_hash.hex())
-        else:
-            tags.add(TagChar.description, description or "")
-        tags.add(TagChar.expire_time, expiry)
-        encoded = bolt11.encode(Bolt11(currency="bcrt", date=now, tags=tags,
-                                       amount_msat=MilliSatoshi(amount_msat)), self.key)
-        invoice = FakeInvoice(preimage, payment_hash, encoded, amount_msat, now + expiry, label)
+        digest = description_hash.hex() if description_hash is not None else None
+        preimage, payment_hash, encoded, expires_at = sign_regtest_invoice(self.key, amount_msat, expiry,
+                                                                           description or "", digest)
+        invoice = FakeInvoice(preimage, payment_hash, encoded, amount_msat, expires_at, label)
         self.invoices[payment_hash] = invoice
         return invoice
 
@@ -489,13 +477,7 @@ def test_lnd_answer_without_payment_request_is_backend_unavailable(lnd: tuple[LN
 # -- make_backend ---------------------------------------------------------------------------------------------------
 
 def settings_for(tmp: Path, **payments: Any) -> Settings:
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.upper().startswith("SOVEREIGN_MCP_"):
-                mp.delenv(name)
-        mp.setenv("XDG_CONFIG_HOME", str(tmp / "xdg-config"))
-        mp.chdir(tmp)
-        return load_settings(None, data_dir=tmp / "data", payments=payments)
+    return isolated_settings(tmp, data_dir=tmp / "data", payments=payments)
 
 
 @pytest.mark.parametrize("payments, missing", [

@@ -32,6 +32,29 @@ def node_key(path: Path) -> str:
     return key
 
 
+def sign_regtest_invoice(key: str, amount_msat: int, expiry: int, description: str = "",
+                         description_hash: str | None = None) -> tuple[bytes, str, str, int]:
+    """A fresh regtest (``lnbcrt``) BOLT11 invoice signed with the secp256k1 private key ``key`` (hex).
+
+    ``amount_msat`` in msat, ``expiry`` in seconds; the invoice commits to ``description_hash`` (hex sha256,
+    tag ``h``) when given, else to ``description`` (tag ``d``) (BOLT 11 "Tagged Fields").
+    Returns ``(preimage, payment_hash hex, bolt11, expires_at unix seconds)``.
+    """
+    preimage = secrets.token_bytes(32)
+    payment_hash = hashlib.sha256(preimage).hexdigest()
+    now = int(time.time())
+    tags = Tags()
+    tags.add(TagChar.payment_hash, payment_hash)
+    tags.add(TagChar.payment_secret, secrets.token_hex(32))
+    if description_hash is not None:
+        tags.add(TagChar.description_hash, description_hash)
+    else:
+        tags.add(TagChar.description, description)
+    tags.add(TagChar.expire_time, expiry)
+    invoice = Bolt11(currency="bcrt", date=now, tags=tags, amount_msat=MilliSatoshi(amount_msat))
+    return preimage, payment_hash, bolt11.encode(invoice, key), now + expiry
+
+
 class DevBackend:
     """In-process invoices for development and tests."""
 
@@ -43,21 +66,11 @@ class DevBackend:
 
     def create_invoice(self, amount_sat: int, memo: str, expiry: int,
                        hashed_description: str | None = None) -> Invoice:
-        preimage = secrets.token_bytes(32)
-        payment_hash = hashlib.sha256(preimage).hexdigest()
-        now = int(time.time())
-        tags = Tags()
-        tags.add(TagChar.payment_hash, payment_hash)
-        tags.add(TagChar.payment_secret, secrets.token_hex(32))
-        if hashed_description is not None:
-            tags.add(TagChar.description_hash, hashlib.sha256(hashed_description.encode()).hexdigest())
-        else:
-            tags.add(TagChar.description, memo)
-        tags.add(TagChar.expire_time, expiry)
-        invoice = Bolt11(currency="bcrt", date=now, tags=tags, amount_msat=MilliSatoshi(amount_sat * 1000))
-        encoded = bolt11.encode(invoice, self.key)
-        self.store.add_dev_invoice(payment_hash, preimage.hex(), encoded, amount_sat, now + expiry)
-        return Invoice(encoded, payment_hash, amount_sat, now + expiry)
+        digest = hashlib.sha256(hashed_description.encode()).hexdigest() if hashed_description is not None else None
+        preimage, payment_hash, encoded, expires_at = sign_regtest_invoice(self.key, amount_sat * 1000, expiry, memo,
+                                                                           digest)
+        self.store.add_dev_invoice(payment_hash, preimage.hex(), encoded, amount_sat, expires_at)
+        return Invoice(encoded, payment_hash, amount_sat, expires_at)
 
     def lookup(self, payment_hash: str) -> Settlement:
         found = self.store.dev_invoice(payment_hash)
