@@ -12,7 +12,6 @@ Skips only when LNbits cannot be installed here; under CI (``CI=true``) that is 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import sys
@@ -30,26 +29,11 @@ from sovereign_mcp.payments.backends.base import Settlement
 from sovereign_mcp.payments.backends.remote import LNbitsBackend
 from tests.helpers import running_server
 from tests.lnbits_harness import LNbits, LNbitsUnavailable, ensure_venv, in_ci, running_lnbits
+from tests.test_l402_http import ARTICLE, BODY, MCP_HEADERS, TOOL, assert_report, tools_call
 
 pytestmark = pytest.mark.e2e  # (an "lnbits" marker is not registered in pyproject)
 
-TOOL = "validate_quality"
 PRICE_SAT = 21  # the default price of validate_quality
-ARTICLE = """---
-title: Paying for a quality check with LNbits
-date: 2026-05-01
----
-
-## Why
-
-The gate checks every draft before it is published. It is deterministic.
-"""
-BODY = {"text": ARTICLE, "kind": "article"}
-MCP_HEADERS = {
-    "Accept": "application/json, text/event-stream",
-    "Content-Type": "application/json",
-    "MCP-Protocol-Version": "2026-07-28",
-}
 CORPUS_ARTICLE = """---
 title: Lightning tips for a blog
 date: 2025-03-01
@@ -143,18 +127,6 @@ def pay_and_confirm(lnbits: LNbits, required: dict[str, Any]) -> str:
     return preimage
 
 
-def assert_report(payload: dict[str, Any], text: str = ARTICLE) -> None:
-    assert payload["verdict"] in {"pass", "pass_with_warnings", "fail"}
-    assert payload["kind"] == "article"
-    assert payload["chars"] == len(text)
-    assert isinstance(payload["findings"], list) and payload["rules_checked"]
-
-
-def tools_call(arguments: dict[str, Any]) -> str:
-    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                       "params": {"name": TOOL, "arguments": arguments}})
-
-
 # -- the harness and our backend class against LNbits itself -------------------------------------------
 
 def test_internal_payment_releases_the_preimage(lnbits: LNbits) -> None:
@@ -204,7 +176,7 @@ def test_preimage_of_another_lnbits_payment_is_refused(server: str, lnbits: LNbi
 
 async def test_mcp_validate_quality_paid_through_lnbits(server: str, lnbits: LNbits) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
-        refused = await http.post(f"{server}/mcp", headers=MCP_HEADERS, content=tools_call({"text": ARTICLE}))
+        refused = await http.post(f"{server}/mcp", headers=MCP_HEADERS, json=tools_call(TOOL, {"text": ARTICLE}))
     required = challenge_of(refused)
     assert_lnbits_invoice(lnbits, required)
     preimage = pay_and_confirm(lnbits, required)
