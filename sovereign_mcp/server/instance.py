@@ -57,13 +57,18 @@ def refuse_if_running(path: Path) -> None:
 
 def bind_listener(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``(host, port)`` (IPv6 when ``host`` has a colon), ``SO_REUSEADDR`` and inheritable
-    like uvicorn's ``Config.bind_socket``; uvicorn listens on it.
+    like uvicorn's ``Config.bind_socket``; uvicorn listens on it, and every connection it accepts has Nagle off.
 
     Raises:
         AlreadyRunning: the port is in use (EADDRINUSE).
         ConfigError: any other bind error (address not available here, permission denied below 1024).
     """
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on accepted sockets whose proto is
+    # IPPROTO_TCP (CPython Lib/asyncio/base_events.py ``_set_nodelay``), and the proto travels with the socket
+    # to ``--workers`` children (Lib/multiprocessing/reduction.py ``_reduce_socket``). With proto 0 every
+    # response body waited for the client's delayed ACK, ~40 ms.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+                         socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
