@@ -59,6 +59,9 @@ DEFAULT_JVNS = HERE.parent.parent / "shared" / "corpora" / "jvns"
 MB = 1024 * 1024
 
 TARGET_P50_MS = 2.0
+TARGET_DENSE_P50_MS = 3.0
+TARGET_MCP_P50_MS = 5.0
+TARGET_HEALTH_P50_MS = 2.0
 TARGET_P50_PASSAGES = 200_000
 TARGET_START_S = 1.0
 TARGET_START_ARTICLES = 1_000
@@ -74,7 +77,7 @@ TARGET_RSS_ARTICLES = 20_000
 def _settings(job: dict[str, Any]) -> Any:
     from sovereign_mcp.config import load_settings
 
-    return load_settings(None, data_dir=Path(job["data_dir"]),
+    return load_settings(None, data_dir=Path(job["data_dir"]), search={"embeddings": job["embeddings"]},
                          corpus={"paths": [Path(job["corpus"])], "watch": False})
 
 
@@ -270,12 +273,10 @@ def _proc_peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def mcp_http(env: Env, corpus: Path, data_dir: Path, queries: list[str], start_timeout: float) -> dict[str, Any]:
+def mcp_http(env: Env, corpus: Path, data_dir: Path, queries: list[str], start_timeout: float,
+             embeddings: str = "off") -> dict[str, Any]:
     """Start ``sovereign-mcp serve``, time ``search_blog`` over MCP Streamable HTTP, stop the server."""
-    import asyncio
-
     import psutil
-    from fastmcp import Client
 
     port = free_port()
     log_path = data_dir / f"server-{port}.log"
@@ -283,7 +284,8 @@ def mcp_http(env: Env, corpus: Path, data_dir: Path, queries: list[str], start_t
            "--data-dir", str(data_dir), "--no-watch", "--log-level", "warning"]
     spawned = time.perf_counter()
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(cmd, cwd=env.cwd, env={**env.vars, "SOVEREIGN_MCP_RATE_LIMIT__ENABLED": "false"},
+        proc = subprocess.Popen(cmd, cwd=env.cwd, env={**env.vars, "SOVEREIGN_MCP_RATE_LIMIT__ENABLED": "false",
+                                                       "SOVEREIGN_MCP_SEARCH__EMBEDDINGS": embeddings},
                                 stdout=log_file, stderr=subprocess.STDOUT)  # timing, not the 60/minute limit
     try:
         deadline = spawned + start_timeout
@@ -299,40 +301,81 @@ def mcp_http(env: Env, corpus: Path, data_dir: Path, queries: list[str], start_t
                 raise RuntimeError(f"server not healthy after {start_timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.05)
         health_s = time.perf_counter() - spawned
-
-        async def calls() -> list[float]:
-            out: list[float] = []
-            async with Client(f"http://127.0.0.1:{port}/mcp", cache=False, timeout=60) as client:
-                for q in queries[:5]:
-                    await client.call_tool("search_blog", {"query": q, "n": 5})
-                for q in queries:
-                    t0 = time.perf_counter()
-                    result = await client.call_tool("search_blog", {"query": q, "n": 5})
-                    out.append(1000 * (time.perf_counter() - t0))
-                    if result.is_error:
-                        raise RuntimeError(f"search_blog failed for {q!r}: {result.content}")
-            return out
-
-        latencies = asyncio.run(calls())
+        timings = time_http(port, "search_blog", queries)
         server = psutil.Process(proc.pid)
-        return {"health_s": health_s, "ms": latencies, "rss_mb": server.memory_info().rss / MB,
+        return {"health_s": health_s, **timings, "rss_mb": server.memory_info().rss / MB,
                 "peak_mb": _proc_peak_rss_mb(proc.pid), "from_cache": health.get("index_from_cache"),
                 "passages": health.get("passages")}
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def time_http(port: int, tool: str, queries: list[str]) -> dict[str, list[float]]:
+    """One client, sequential: ``tool`` over MCP Streamable HTTP (``fastmcp.Client``, 5 warm-up calls), then
+    ``GET /health`` on one keep-alive connection (httpx, 5 warm-up requests); milliseconds per call."""
+    import asyncio
+
+    import httpx
+    from fastmcp import Client
+
+    async def calls() -> list[float]:
+        out: list[float] = []
+        async with Client(f"http://127.0.0.1:{port}/mcp", cache=False, timeout=60) as client:
+            for q in queries[:5]:
+                await client.call_tool(tool, {"query": q})
+            for q in queries:
+                t0 = time.perf_counter()
+                result = await client.call_tool(tool, {"query": q})
+                out.append(1000 * (time.perf_counter() - t0))
+                if result.is_error:
+                    raise RuntimeError(f"{tool} failed for {q!r}: {result.content}")
+        return out
+
+    mcp_ms = asyncio.run(calls())
+    health_ms = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        for i in range(len(queries) + 5):
+            t0 = time.perf_counter()
+            client.get("/health").raise_for_status()
+            if i >= 5:
+                health_ms.append(1000 * (time.perf_counter() - t0))
+    return {"ms": mcp_ms, "health_ms": health_ms}
+
+
+def trivial_http(env: Env, queries: list[str]) -> dict[str, Any]:
+    """The baseline: FastMCP's trivial tool and /health (benchmarks/_trivial_server.py), timed like search_blog."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(HERE / "_trivial_server.py"), str(port)], cwd=env.cwd,
+                            env=env.vars, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.perf_counter() + 60
+        while True:
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                break
+            if proc.poll() is not None or time.perf_counter() > deadline:
+                raise RuntimeError("the trivial FastMCP server did not start")
+            time.sleep(0.05)
+        return time_http(port, "ping", queries)
+    finally:
+        stop(proc)
 
 
 def measure_corpus(env: Env, key: str, corpus: Path, work: Path, args: argparse.Namespace, *,
-                   mvp_queries: int, mcp: bool) -> dict[str, Any]:
+                   mvp_queries: int, mcp: bool, embeddings: str = "off") -> dict[str, Any]:
     data_dir = work / f"data-{key}"
     shutil.rmtree(data_dir, ignore_errors=True)
     job = {"corpus": str(corpus), "data_dir": str(data_dir), "seed": args.seed, "n_queries": args.queries,
+           "embeddings": embeddings,
            "queries_file": str(work / f"queries-{key}.json"), "mvp_docs_file": str(work / f"mvp-{key}.json")}
     row: dict[str, Any] = {}
     log(f"{key}: cold build (open_index use_cache=False, fresh data dir)")
@@ -360,7 +403,9 @@ def measure_corpus(env: Env, key: str, corpus: Path, work: Path, args: argparse.
         n = min(args.mcp_queries, len(queries))
         log(f"{key}: MCP over HTTP, {n} search_blog calls")
         row["mcp"] = mcp_http(env, corpus, data_dir, queries[:n],
-                              start_timeout=60 + row["ready_s"] * 10)
+                              start_timeout=60 + row["ready_s"] * 10, embeddings=embeddings)
+        log(f"{key}: baseline, FastMCP's trivial tool over HTTP, {n} calls")
+        row["trivial"] = trivial_http(env, queries[:n])
     return row
 
 
@@ -406,6 +451,9 @@ def print_table(rows: dict[str, dict[str, Any]], labels: dict[str, str]) -> None
         ("  speed-up p50 (MVP / index.search)", [speedup(k) for k in keys]),
         ("MCP HTTP search_blog p50 / p95 ms", lat("mcp.ms")),
         ("  MCP calls", get("mcp.ms", lambda v: str(len(v)))),
+        ("  baseline: trivial FastMCP tool p50 / p95 ms", lat("trivial.ms")),
+        ("GET /health keep-alive p50 / p95 ms", lat("mcp.health_ms")),
+        ("  baseline: trivial FastMCP /health p50 / p95 ms", lat("trivial.health_ms")),
         ("  server spawn -> /health 200 s", get("mcp.health_s", fmt)),
         ("  server RSS / peak MB after calls", get("mcp", lambda m: f"{fmt(m['rss_mb'], 0)} / {fmt(m['peak_mb'], 0)}")),
     ]
@@ -419,34 +467,41 @@ def print_table(rows: dict[str, dict[str, Any]], labels: dict[str, str]) -> None
 
 
 def verdicts(rows: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """``(target, PASS|FAIL|SKIP, detail)`` per target."""
+    """``(target, PASS|FAIL|SKIP, detail)`` per target; SKIP when the corpus is too small to judge (--quick)."""
     out = []
-    b = rows.get("B")
-    if b:
-        p50 = pct(b["serve"]["search_ms"], 50)
-        passages = b["build"]["passages"]
-        ok = "PASS" if p50 <= TARGET_P50_MS else "FAIL"
-        verdict = ok if passages >= 0.95 * TARGET_P50_PASSAGES else "SKIP"
-        out.append((f"in-process p50 <= {TARGET_P50_MS:g} ms at {TARGET_P50_PASSAGES // 1000}k passages", verdict,
-                    f"p50 {p50:.2f} ms at {passages:,} passages (B)"
-                    + ("" if verdict != "SKIP" else f"; would be {ok}, but the corpus is too small (--quick)")))
+
+    def judge(target: str, ok: bool, big_enough: bool, detail: str) -> None:
+        verdict = "PASS" if ok else "FAIL"
+        if not big_enough:
+            detail += f"; would be {verdict}, but the corpus is too small (--quick)"
+            verdict = "SKIP"
+        out.append((target, verdict, detail))
+
+    for key, limit, label in (("B", TARGET_P50_MS, "lexical"), ("B+dense", TARGET_DENSE_P50_MS, "dense re-rank")):
+        row = rows.get(key)
+        if not row:
+            continue
+        p50, passages = pct(row["serve"]["search_ms"], 50), row["build"]["passages"]
+        judge(f"in-process p50 <= {limit:g} ms at {TARGET_P50_PASSAGES // 1000}k passages ({label})", p50 <= limit,
+              passages >= 0.95 * TARGET_P50_PASSAGES, f"p50 {p50:.2f} ms at {passages:,} passages ({key})")
+        rss, articles = row["serve"]["rss_mb"], row["build"]["articles"]
+        extra = f"; real MCP server process {row['mcp']['rss_mb']:.0f} MB" if "mcp" in row else ""
+        judge(f"serving RSS <= {TARGET_RSS_MB:g} MB at 20k articles ({label})", rss <= TARGET_RSS_MB,
+              articles >= TARGET_RSS_ARTICLES,
+              f"RSS {rss:.0f} MB (peak {row['serve']['maxrss_mb']:.0f} MB) at {articles:,} articles ({key}){extra}")
     a1 = rows.get("A'")
     if a1:
         articles = a1["build"]["articles"]
-        ok = "PASS" if a1["open_s"] <= TARGET_START_S else "FAIL"
-        verdict = ok if articles >= 0.95 * TARGET_START_ARTICLES else "SKIP"
-        out.append((f"cached start (open_index from cache) <= {TARGET_START_S:g} s for 1k articles", verdict,
-                    f"open_index {a1['open_s']:.2f} s, spawn -> ready {a1['ready_s']:.2f} s, "
-                    f"{articles:,} articles (A')"))
-    if b:
-        rss = b["serve"]["rss_mb"]
-        articles = b["build"]["articles"]
-        ok = "PASS" if rss <= TARGET_RSS_MB else "FAIL"
-        verdict = ok if articles >= TARGET_RSS_ARTICLES else "SKIP"
-        extra = f"; real MCP server process {b['mcp']['rss_mb']:.0f} MB" if "mcp" in b else ""
-        out.append((f"serving RSS <= {TARGET_RSS_MB:g} MB at 20k articles", verdict,
-                    f"RSS {rss:.0f} MB (peak {b['serve']['maxrss_mb']:.0f} MB) at {articles:,} articles (B){extra}"
-                    + ("" if verdict != "SKIP" else f"; would be {ok}, but the corpus is too small (--quick)")))
+        judge(f"cached start (open_index from cache) <= {TARGET_START_S:g} s for 1k articles",
+              a1["open_s"] <= TARGET_START_S, articles >= 0.95 * TARGET_START_ARTICLES,
+              f"open_index {a1['open_s']:.2f} s, spawn -> ready {a1['ready_s']:.2f} s, {articles:,} articles (A')")
+        if "mcp" in a1:
+            for name, path, limit, base in (("MCP HTTP search_blog", "ms", TARGET_MCP_P50_MS, "trivial tool"),
+                                            ("GET /health keep-alive", "health_ms", TARGET_HEALTH_P50_MS,
+                                             "trivial /health")):
+                p50, baseline = pct(a1["mcp"][path], 50), pct(a1["trivial"][path], 50)
+                judge(f"{name} p50 <= {limit:g} ms, one client", p50 <= limit, True,
+                      f"p50 {p50:.2f} ms (A'); baseline {base} {baseline:.2f} ms, same run")
     return out
 
 
@@ -468,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="MVP queries on corpus B, which takes seconds each (default 10; 0 skips)")
     parser.add_argument("--start-runs", type=int, default=3,
                         help="cached-start processes per corpus; the median is reported (default 3)")
+    parser.add_argument("--no-dense", action="store_true",
+                        help="skip corpus B with the dense re-rank (search.embeddings = 'wordllama')")
     parser.add_argument("--jvns", type=Path, default=DEFAULT_JVNS, help=f"the real blog (default {DEFAULT_JVNS})")
     parser.add_argument("--seed", type=int, default=1234, help="seed for the synthetic corpus and the queries")
     parser.add_argument("--workdir", type=Path, default=None,
@@ -503,6 +560,10 @@ def main(argv: list[str] | None = None) -> int:
             "B": measure_corpus(env, "B", b_dir, work, args,
                                 mvp_queries=0 if args.quick else args.mvp_big_queries, mcp=not args.quick),
         }
+        if not args.no_dense:
+            rows["B+dense"] = measure_corpus(env, "Bdense", b_dir, work, args, mvp_queries=0, mcp=False,
+                                             embeddings="wordllama")
+            labels["B+dense"] = f"B + wordllama {n_synthetic // 1000}k"
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

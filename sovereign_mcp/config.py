@@ -137,6 +137,24 @@ class CorpusSettings(_Section):
         return value.rstrip("/") if value else value
 
 
+class EmbeddingServer(_Section):
+    """A local server speaking the OpenAI embeddings API (``POST {base_url}/embeddings``), for the dense re-rank."""
+
+    base_url: str = Field(description="e.g. http://127.0.0.1:8080/v1 (llama.cpp --embedding) or "
+                                      "http://127.0.0.1:11434/v1 (Ollama)")
+    model: str = Field(min_length=1, description="Model name the server expects, e.g. nomic-embed-text.")
+    api_key: SecretStr | None = None
+    timeout: float = Field(10.0, gt=0, le=600, description="Per-request timeout, seconds.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Texts per request when indexing.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
 class SearchSettings(_Section):
     """Ranking knobs and result limits (defaults chosen by benchmarks/search_quality.py)."""
 
@@ -146,6 +164,14 @@ class SearchSettings(_Section):
     weighting: Literal["bm25", "tfidf"] = "bm25"
     k1: float = Field(1.2, gt=0)
     b: float = Field(0.75, ge=0, le=1)
+    passage_weight: float = Field(0.5, ge=0, le=1, description=(
+        "Weight of the best passage's score against the whole article's, each divided by its per-query maximum."))
+    article_text: str = "prose"
+    embeddings: Literal["off", "wordllama"] | EmbeddingServer = Field("off", description=(
+        "Dense re-rank of the lexical candidates: 'off', 'wordllama' (static vectors shipped in the wordllama "
+        "wheel) or a table {base_url, model} for a local OpenAI-style embedding server."))
+    dense_weight: float = Field(0.3, ge=0, le=1, description="Share of the dense score in the final ranking.")
+    dense_candidates: int = Field(200, ge=1, le=10_000, description="Articles re-ranked by the dense stage.")
     boost_title: float = Field(0.5, ge=0)
     boost_headings: float = Field(0.2, ge=0)
     boost_tags: float = Field(0.4, ge=0)

@@ -84,6 +84,35 @@ async def test_every_tool_over_http(server):
         assert markdown.startswith("---\n") and "title:" in markdown
 
 
+async def test_search_blog_for_agents_over_http(server):
+    """Budget, titles-only, explain, freshness and one resource_link per hit, through a real MCP client (which
+    validates structuredContent against the tool's outputSchema)."""
+    name, url = server
+    query, expected = CORPORA[name]
+    async with Client(f"{url}/mcp") as client:
+        result = await client.call_tool("search_blog", {"query": query, "n": 5, "explain": True})
+        data = result.structured_content
+        links = [c for c in result.content if c.type == "resource_link"]
+        assert [str(link.uri) for link in links] == [f"blog://articles/{h['slug']}" for h in data["results"]]
+        assert json.loads(result.content[0].text) == data
+        top = data["results"][0]
+        assert top["slug"] == expected and top["indexed_at"] == data["indexed_at"]
+        assert set(top["explain"]) >= {"passage", "article", "lexical"}
+        assert all(stage["rank"] >= 1 for stage in top["explain"].values())
+        markdown = (await client.read_resource(str(links[0].uri)))[0].text
+        assert top["title"] in markdown
+
+        titles = (await client.call_tool("search_blog", {"query": query, "detail": "titles"})).structured_content
+        assert titles["results"][0]["slug"] == expected and titles["results"][0]["passage"] == ""
+
+        small = (await client.call_tool("search_blog", {"query": query, "n": 10, "max_chars": 1500}))
+        cut = small.structured_content
+        assert len(json.dumps(cut, separators=(",", ":"))) <= 1500 * 1.05  # same JSON, other escaping of non-ASCII
+        assert cut["truncated"] and cut["note"] and cut["omitted"] + cut["count"] == 10
+        bad = await client.call_tool("search_blog", {"query": query, "max_chars": 10}, raise_on_error=False)
+        assert bad.is_error and "max_chars" in bad.content[0].text
+
+
 async def test_errors_are_clear_and_carry_no_traceback(server):
     name, url = server
     _, expected = CORPORA[name]

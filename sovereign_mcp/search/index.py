@@ -9,18 +9,22 @@ its best passage, which is the passage cited for it.
 from __future__ import annotations
 
 import difflib
+import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from sovereign_mcp.config import SearchSettings
 from sovereign_mcp.corpus.models import Article, Corpus, Passage, PassageTable
 from sovereign_mcp.search.analyzer import Analyzer
+from sovereign_mcp.search.embeddings import Embedder, EmbeddingError, embed_all
 from sovereign_mcp.search.fields import FieldIndex
+
+log = logging.getLogger(__name__)
 
 SortOrder = Literal["relevance", "date_desc"]
 TagOrder = Literal["count_desc", "alpha"]
@@ -43,12 +47,20 @@ class Hit:
     article: Article
     passage: Passage
     score: float
+    explain: dict[str, dict[str, float | int]] | None = None
 
 
 class SearchIndex:
     """Immutable search structures over one loaded :class:`Corpus`."""
 
-    def __init__(self, corpus: Corpus, settings: SearchSettings, built_at: datetime) -> None:
+    def __init__(self, corpus: Corpus, settings: SearchSettings, built_at: datetime,
+                 embedder: Embedder | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        """Fit every field on ``corpus``; with ``embedder``, also embed every passage (``progress(done, total)``).
+
+        Raises:
+            EmbeddingError: the embedder failed while indexing.
+        """
         self.corpus = corpus
         self.settings = settings
         self.built_at = built_at
@@ -59,6 +71,7 @@ class SearchIndex:
                 article.passages = [Passage((), "", article.description, article.title)]
         counts = np.fromiter((len(a.passages) for a in articles), dtype=np.int64, count=len(articles))
         self.starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+        self.counts = counts  # passages per article
         self.passage_article = np.repeat(np.arange(len(articles), dtype=np.int32), counts)
         self.dates = np.array([a.date.timestamp() for a in articles], dtype=np.float64)
         self.by_slug = {a.slug: i for i, a in enumerate(articles)}
@@ -71,22 +84,80 @@ class SearchIndex:
 
         s, analyze = settings, self.analyzer
         build = lambda docs: FieldIndex.build(docs, s.weighting, s.k1, s.b)  # noqa: E731
-        body_docs, heading_docs = [], []
-        for passage in (p for a in articles for p in a.passages):
-            body_docs.append(analyze(passage.index_text))
-            heading_docs.append(analyze(" ".join(passage.heading_path)))
+        body_docs, heading_docs, article_docs = [], [], []
+        for article in articles:
+            whole = analyze(article.title)
+            for passage in article.passages:
+                body_docs.append(analyze(passage.index_text))
+                heading_docs.append(analyze(" ".join(passage.heading_path)))
+                whole.extend(body_docs[-1])
+            if s.article_text == "body":
+                whole = analyze(f"{article.title}\n{article.body}")
+            elif s.article_text == "prose+headings":
+                whole.extend(analyze(" ".join(sec.text for sec in article.sections)))
+            article_docs.append(whole)
         self.body = build(body_docs)
         self.headings = build(heading_docs)
-        del body_docs, heading_docs
+        self.whole = build(article_docs)
+        del body_docs, heading_docs, article_docs
         self.title = build([analyze(a.title) for a in articles])
         self.tags = build([analyze(" ".join(a.tags)) for a in articles])
         self.description = build([analyze(a.description) for a in articles])
+        self.embedder: Embedder | None = None
+        self.embedding_model: str | None = None
+        self.vectors = np.zeros((0, 0), dtype=np.int8)  # int8 codes per passage; row ~= codes * vector_scale
+        self.vector_scale = np.zeros(0, dtype=np.float16)
+        if embedder is not None:
+            texts = [_embedding_text(a, p) for a in articles for p in a.passages]
+            self.vectors, self.vector_scale = embed_all(embedder, texts, progress=progress)
+            self.embedding_model = embedder.name
+            self.embedder = embedder
         for article in articles:  # the plain text was only needed to build the fields
             if isinstance(article.passages, PassageTable):
                 article.passages.drop_index_texts()
             else:
                 for passage in article.passages:
                     passage.index_text = ""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["embedder"] = None  # a live model or HTTP client: attached again after loading
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def attach_embedder(self, embedder: Embedder | None) -> None:
+        """Use ``embedder`` for query vectors; ignored (dense stage off, warning logged) when its model is not
+        the one the passages were embedded with."""
+        if embedder is not None and embedder.name != self.embedding_model:
+            log.warning("embedding model %s differs from the index's (%s): dense re-rank off until a rebuild",
+                        embedder.name, self.embedding_model)
+            embedder = None
+        self.embedder = embedder
+
+    def _dense_ready(self) -> bool:
+        return self.embedder is not None and self.settings.dense_weight > 0 and len(self.vectors) > 0
+
+    def _embed_query(self, query: str) -> np.ndarray | None:
+        """The query's vector, or ``None`` (logged) when the backend fails: search then stays lexical."""
+        assert self.embedder is not None
+        try:
+            return self.embedder.embed([query])[0]
+        except EmbeddingError as exc:
+            log.warning("dense re-rank skipped for this query: %s", exc)
+            return None
+
+    def _dense_scores(self, candidates: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cosine of ``query`` with every passage of ``candidates``: ``(cosines, offsets, best)``, where candidate
+        ``j``'s passages are ``cosines[offsets[j] : offsets[j] + its passage count]`` and ``best[j]`` is their
+        maximum. The int8 rows are widened to float32 for one small mat-vec."""
+        counts = self.counts[candidates]
+        offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        rows = np.repeat(self.starts[candidates] - offsets, counts) + np.arange(int(counts.sum()))
+        cos = (self.vectors[rows].astype(np.float32) @ query.astype(np.float32)) * self.vector_scale[rows]
+        best = np.maximum.reduceat(cos, offsets) if len(cos) else np.zeros(0, dtype=np.float32)
+        return cos, offsets, best.astype(np.float32)
 
     @property
     def passages(self) -> Sequence[Passage]:
@@ -114,13 +185,15 @@ class SearchIndex:
         raise ArticleNotFound(slug, close)
 
     def search(
-        self, query: str = "", tag: str | None = None, sort: SortOrder = "relevance", n: int = 5
+        self, query: str = "", tag: str | None = None, sort: SortOrder = "relevance", n: int = 5,
+        explain: bool = False,
     ) -> list[Hit]:
         """Top ``n`` articles for ``query``, each with its best passage.
 
         An empty query lists the newest articles (citing their opening passage). ``tag`` keeps only
         articles carrying that tag (case-insensitive); ``sort="date_desc"`` orders the matching
-        articles newest first instead of by score.
+        articles newest first instead of by score. ``explain`` fills :attr:`Hit.explain` with each
+        stage's score and rank.
         """
         n = max(0, n)
         allowed: np.ndarray | None = None
@@ -131,47 +204,73 @@ class SearchIndex:
             ids = allowed if allowed is not None else np.arange(len(self.articles))
             order = ids[np.argsort(-self.dates[ids], kind="stable")][:n]
             return [Hit(self.articles[i], self.articles[i].passages[0], 0.0) for i in order]
-        if not terms:
+        if not terms or n == 0:
             return []
         s = self.settings
         passage_scores = np.zeros(len(self.passage_article), dtype=np.float32)
         self.body.accumulate(passage_scores, terms)
         self.headings.accumulate(passage_scores, terms, s.boost_headings)
         article_scores = np.zeros(len(self.articles), dtype=np.float32)
+        self.whole.accumulate(article_scores, terms)
         self.title.accumulate(article_scores, terms, s.boost_title)
         self.tags.accumulate(article_scores, terms, s.boost_tags)
         self.description.accumulate(article_scores, terms, s.boost_description)
-        best = self._best(passage_scores, article_scores)
-        candidates = allowed[best[allowed] > 0] if allowed is not None else np.flatnonzero(best > 0)
+        best_passage = self._best_passage(passage_scores)
+        candidates = np.flatnonzero(article_scores > 0) if allowed is None else allowed[article_scores[allowed] > 0]
+        if not len(candidates):
+            return []
+        stages = {"passage": best_passage[candidates], "article": article_scores[candidates]}
+        w = s.passage_weight
+        final = w * _per_query(stages["passage"]) + (1.0 - w) * _per_query(stages["article"])
+        stages["lexical"] = final
+        dense_cos: tuple[np.ndarray, np.ndarray] | None = None  # (cosines, offsets) of the candidates' passages
+        if sort == "relevance" and self._dense_ready():
+            keep = _top(final, max(n, s.dense_candidates))
+            candidates, final = candidates[keep], final[keep]
+            stages = {k: v[keep] for k, v in stages.items()}
+            query_vector = self._embed_query(query)
+            if query_vector is not None:
+                cos, offsets, dense_best = self._dense_scores(candidates, query_vector)
+                dense_cos = (cos, offsets)
+                stages["dense"] = dense_best
+                d = s.dense_weight
+                final = (1.0 - d) * _per_query(final) + d * _per_query(np.maximum(dense_best, 0.0))
         if sort == "date_desc":
-            order = candidates[np.argsort(-self.dates[candidates], kind="stable")][:n]
+            order = np.argsort(-self.dates[candidates], kind="stable")[:n]
         else:
-            if len(candidates) > n:
-                candidates = candidates[np.argpartition(-best[candidates], n - 1)[:n]] if n else candidates[:0]
-            order = candidates[np.lexsort((candidates, -best[candidates]))]
+            order = _top(final, n)
+            order = order[np.lexsort((candidates[order], -final[order]))]
+        ranks = {k: _ranks(v) for k, v in stages.items()} if explain else {}
         hits = []
-        for i in order:
-            passages = self.articles[i].passages
-            lo = int(self.starts[i])
-            total = passage_scores[lo : lo + len(passages)] + article_scores[i]
-            hits.append(Hit(self.articles[i], passages[int(np.argmax(total))], float(best[i])))
+        top_passage = float(passage_scores.max()) or 1.0
+        for j in order:
+            i = int(candidates[j])
+            lo, count = int(self.starts[i]), int(self.counts[i])
+            within = passage_scores[lo : lo + count] / top_passage
+            if dense_cos is not None:
+                offset = int(dense_cos[1][j])
+                within = within + s.dense_weight * dense_cos[0][offset : offset + count]
+            details = None
+            if explain:
+                details = {k: {"score": round(float(stages[k][j]), 4), "rank": int(ranks[k][j])} for k in stages}
+            passage = self.articles[i].passages[int(np.argmax(within))]
+            hits.append(Hit(self.articles[i], passage, float(final[j]), details))
         return hits
 
-    def _best(self, passage_scores: np.ndarray, article_scores: np.ndarray) -> np.ndarray:
-        """Per article, the score of its best passage: ``max(passage_score) + article_score``.
+    def _best_passage(self, passage_scores: np.ndarray) -> np.ndarray:
+        """Per article, the score of its best passage (``max`` over its passages).
 
         All weights are positive, so a passage scores above zero only if it holds a query term, and
         a query usually reaches a few percent of the passages: the maximum per article is taken over
         those alone (``maximum.at``), or over all passages (``maximum.reduceat``) when a query
-        reaches many. Rounding is monotonic, so this equals the maximum of ``passage + article``
-        over an article's passages, bit for bit.
+        reaches many.
         """
         hit = np.flatnonzero(passage_scores > 0)
         if 4 * len(hit) > len(passage_scores):
-            return np.maximum.reduceat(passage_scores, self.starts) + article_scores
-        best_passage = np.zeros_like(article_scores)
-        np.maximum.at(best_passage, self.passage_article[hit], passage_scores[hit])
-        return best_passage + article_scores
+            return np.maximum.reduceat(passage_scores, self.starts)
+        best = np.zeros(len(self.articles), dtype=np.float32)
+        np.maximum.at(best, self.passage_article[hit], passage_scores[hit])
+        return best
 
     def tag_counts(self, sort: TagOrder = "count_desc") -> list[tuple[str, int]]:
         """``(tag, article_count)`` pairs, most used first (ties alphabetical) or alphabetical.
@@ -186,6 +285,30 @@ class SearchIndex:
         if sort == "alpha":
             return sorted(counts.items(), key=lambda kv: (kv[0].lower(), kv[0]))
         return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0].lower()))
+
+
+def _embedding_text(article: Article, passage: Passage) -> str:
+    return " ".join((article.title, *passage.heading_path, passage.index_text))
+
+
+def _per_query(scores: np.ndarray) -> np.ndarray:
+    """``scores`` divided by their maximum (all zeros stay zeros), so stages on different scales can be mixed."""
+    top = float(scores.max()) if len(scores) else 0.0
+    return scores / top if top > 0 else scores
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest ``scores`` (unordered)."""
+    if len(scores) <= k:
+        return np.arange(len(scores))
+    return np.argpartition(-scores, k - 1)[:k]
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """1-based rank of each score, highest first (ties by position)."""
+    ranks = np.empty(len(scores), dtype=np.int64)
+    ranks[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    return ranks
 
 
 class _AllPassages(Sequence[Passage]):

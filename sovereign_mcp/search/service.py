@@ -94,5 +94,7 @@ class BlogService:
             "index_from_cache": self.from_cache,
             "corpus_roots": index.corpus.roots,
             "corpus_warnings": [str(w) for w in index.corpus.warnings],
+            "dense_rerank": {"model": index.embedding_model, "passages_embedded": len(index.vectors),
+                             "active": index.embedder is not None},
             "reload_error": self.last_error,
         }

@@ -25,11 +25,13 @@ from pathlib import Path
 
 from sovereign_mcp.config import Settings
 from sovereign_mcp.corpus.loader import load_corpus, read_corpus_files
+from sovereign_mcp.search.embeddings import Embedder, EmbeddingError, embedder_for
 from sovereign_mcp.search.index import SearchIndex
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: compact sections/passages, FieldIndex without SciPy, analyzer with its stop words
+FORMAT_VERSION = 3  # 2: compact sections/passages, FieldIndex without SciPy, analyzer with its stop words;
+#                    3: whole-article field, passage vectors
 
 
 def resolve_roots(paths: Iterable[Path]) -> list[Path]:
@@ -144,6 +146,19 @@ def _save(path: Path, index: SearchIndex) -> None:
             old.unlink(missing_ok=True)
 
 
+def _embedder(settings: Settings) -> Embedder | None:
+    """The dense backend of ``settings.search``; ``None`` (logged) when it is off or cannot be loaded."""
+    try:
+        return embedder_for(settings.search)
+    except EmbeddingError as exc:
+        log.error("dense re-rank off: %s", exc)
+        return None
+
+
+def _progress(done: int, total: int) -> None:
+    log.info("embedding passages: %d / %d", done, total)
+
+
 def open_index(settings: Settings, *, use_cache: bool = True) -> tuple[SearchIndex, bool]:
     """Load the index for ``settings.corpus.paths`` from the cache, or build and cache it.
 
@@ -155,9 +170,11 @@ def open_index(settings: Settings, *, use_cache: bool = True) -> tuple[SearchInd
     """
     roots = resolve_roots(settings.corpus.paths)
     now = datetime.now(UTC)
+    embedder = _embedder(settings)
     if use_cache:
         cached = _load_cached(index_path(settings, roots, hash_corpus(roots, settings)), now)
         if cached is not None:
+            cached.attach_embedder(embedder)
             return cached, True
     hasher = _CorpusHasher(settings)
     corpus = load_corpus(
@@ -168,7 +185,11 @@ def open_index(settings: Settings, *, use_cache: bool = True) -> tuple[SearchInd
         now=now,
         files=_hashing_reader(roots, settings, hasher),
     )
-    index = SearchIndex(corpus, settings.search, built_at=now)
+    try:
+        index = SearchIndex(corpus, settings.search, built_at=now, embedder=embedder, progress=_progress)
+    except EmbeddingError as exc:  # lexical search still works; not cached, so the next start tries again
+        log.error("embedding the passages failed, serving lexical search only: %s", exc)
+        return SearchIndex(corpus, settings.search, built_at=now), False
     path = index_path(settings, roots, hasher.hexdigest())
     try:
         _save(path, index)

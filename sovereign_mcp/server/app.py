@@ -11,7 +11,9 @@ from typing import Literal
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ResourceError, ToolError
-from mcp.types import ToolAnnotations
+from fastmcp.tools import ToolResult
+from mcp.types import ResourceLink, TextContent, ToolAnnotations
+from pydantic import TypeAdapter
 from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -27,7 +29,10 @@ from sovereign_mcp.ratelimit import limiter_for
 from sovereign_mcp.search import api
 from sovereign_mcp.search.api import (
     ArticleOut,
+    Budget,
     Count,
+    DetailArg,
+    Explain,
     MaxChars,
     Offset,
     Query,
@@ -65,6 +70,19 @@ Voxtral, ComfyUI, knowledge base, Lightning). Search before you claim: search_bl
 cited passages (url with #anchor); get_article returns the full Markdown, paged. validate_quality
 checks a generated article or podcast script against the knowledge base (list_kb_rules)."""
 
+SEARCH_SCHEMA = TypeAdapter(SearchResults).json_schema(mode="serialization")
+
+
+def search_result(results: SearchResults) -> ToolResult:
+    """``search_blog``'s MCP result: the JSON as text and as structured content, then one ``resource_link`` per
+    hit to its article (MCP 2025-06-18 and later, "Resource Links" in tool results)."""
+    data = results.model_dump(mode="json")
+    links = [ResourceLink(type="resource_link", uri=hit.resource, name=hit.slug, title=hit.title,
+                          mime_type="text/markdown", description=f"The whole article, cited at {hit.anchor}")
+             for hit in results.results]
+    return ToolResult(content=[TextContent(type="text", text=json.dumps(data)), *links], structured_content=data)
+
+
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 
 
@@ -97,16 +115,20 @@ def build_mcp(service: BlogService, gates: GateService | None = None,
     mcp.add_middleware(CachedDereferenceMiddleware())  # where FastMCP's own would sit; inlines $ref once per tool
     mcp.add_middleware(DatabaseUnavailableMiddleware())  # outside L402 (its refund needs the database too)
 
-    @mcp.tool(annotations=READ_ONLY)
-    def search_blog(query: Query = "", tag: Tag = None, sort: Sort = "relevance", n: Count = None) -> SearchResults:
+    @mcp.tool(annotations=READ_ONLY, output_schema=SEARCH_SCHEMA)
+    def search_blog(query: Query = "", tag: Tag = None, sort: Sort = "relevance", n: Count = None,
+                    detail: DetailArg = "passages", max_chars: Budget = None, explain: Explain = False) -> ToolResult:
         """Search the published articles; returns ranked, cited passages.
 
         Each result has the article slug, title, date, tags, score, the heading path and text of the
-        best-matching passage, and a url ending in that section's #anchor. An empty query lists the
-        newest articles; `tag` filters; `sort="date_desc"` orders matches newest first; `n` is capped
-        at the server's maximum (20 by default).
+        best-matching passage, a url ending in that section's #anchor, and a resource link to the whole
+        article (blog://articles/{slug}). An empty query lists the newest articles; `tag` filters;
+        `sort="date_desc"` orders matches newest first; `n` is capped at the server's maximum (20 by
+        default). `detail="titles"` leaves the passage text out; `max_chars` bounds the whole answer (the
+        answer's `note` says what was cut); `explain=true` shows each ranking stage's score and rank.
         """
-        return api.search_blog(service.index, query, tag, sort, n)
+        results = api.search_blog(service.index, query, tag, sort, n, detail, max_chars, explain)
+        return search_result(results)
 
     @mcp.tool(annotations=READ_ONLY)
     def get_article(slug: Slug, section: SectionRef = None, offset: Offset = 0,

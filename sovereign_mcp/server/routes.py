@@ -32,7 +32,20 @@ from sovereign_mcp.gate.engine import MAX_INPUT_BYTES
 from sovereign_mcp.gate.service import GateService
 from sovereign_mcp.payments.service import L402Service
 from sovereign_mcp.search import api
-from sovereign_mcp.search.api import Count, MaxChars, Offset, Query, SectionRef, Slug, Sort, Tag, TagSort
+from sovereign_mcp.search.api import (
+    Budget,
+    Count,
+    DetailArg,
+    Explain,
+    MaxChars,
+    Offset,
+    Query,
+    SectionRef,
+    Slug,
+    Sort,
+    Tag,
+    TagSort,
+)
 from sovereign_mcp.search.index import ArticleNotFound
 from sovereign_mcp.search.service import BlogService
 from sovereign_mcp.server.diagnostics import (
@@ -61,6 +74,9 @@ class SearchRequest(_Request):
     tag: Tag = None
     sort: Sort = "relevance"
     n: Count = None
+    detail: DetailArg = "passages"
+    max_chars: Budget = None
+    explain: Explain = False
 
 
 class ArticleRequest(_Request):
@@ -183,7 +199,7 @@ def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, diag
         mcp.custom_route(path, methods=["GET", "POST"])(route)
 
     json_route("/api/search", SearchRequest,
-               lambda a: api.search_blog(service.index, a.query, a.tag, a.sort, a.n))
+               lambda a: api.search_blog(service.index, a.query, a.tag, a.sort, a.n, a.detail, a.max_chars, a.explain))
     json_route("/api/article", ArticleRequest,
                lambda a: api.get_article(service.index, a.slug, a.section, a.offset, a.max_chars))
     json_route("/api/tags", TagsRequest, lambda a: api.list_tags(service.index, a.sort))
