@@ -30,9 +30,15 @@ leak into the next; subprocesses get no ``SOVEREIGN_MCP_*`` variables and an emp
 Queries (fixed ``--seed``): pick a random passage of the loaded corpus, take 2-5 distinct words of
 3+ letters from it (English stop words excluded), so every query has matches, like a real one.
 
+* baseline "trivial": FastMCP's one-line tool and a one-line ``/health`` route
+  (``benchmarks/_trivial_server.py``), called the same way in the same run, so transport cost is visible.
+* ``B+dense``: corpus B again with ``search.embeddings = "wordllama"`` (skipped with ``--no-dense``).
+
 Targets (PASS/FAIL; SKIP when the run is too small to measure one): in-process p50 <= 2 ms at
-200k passages (B), cached start (``open_index`` from cache) <= 1 s for 1k articles (A'), serving RSS
-<= 300 MB at 20k articles (B). Exit code 1 when a target fails.
+200k passages (B) and <= 3 ms with the dense re-rank (B+dense), cached start (``open_index`` from
+cache) <= 1 s for 1k articles (A'), serving RSS <= 300 MB at 20k articles (B, and B+dense with its
+vectors), one client's sequential ``search_blog`` over MCP/HTTP p50 <= 5 ms and ``GET /health`` on a
+keep-alive connection p50 <= 2 ms (A'). Exit code 1 when a target fails.
 """
 
 from __future__ import annotations

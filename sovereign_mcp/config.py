@@ -166,17 +166,16 @@ class SearchSettings(_Section):
     b: float = Field(0.75, ge=0, le=1)
     passage_weight: float = Field(0.5, ge=0, le=1, description=(
         "Weight of the best passage's score against the whole article's, each divided by its per-query maximum."))
-    article_text: str = "prose"
     embeddings: Literal["off", "wordllama"] | EmbeddingServer = Field("off", description=(
         "Dense re-rank of the lexical candidates: 'off', 'wordllama' (static vectors shipped in the wordllama "
         "wheel) or a table {base_url, model} for a local OpenAI-style embedding server."))
-    dense_weight: float = Field(0.3, ge=0, le=1, description="Share of the dense score in the final ranking.")
+    dense_weight: float = Field(0.15, ge=0, le=1, description="Share of the dense score in the final ranking.")
     dense_candidates: int = Field(200, ge=1, le=10_000, description="Articles re-ranked by the dense stage.")
-    boost_title: float = Field(0.5, ge=0)
-    boost_headings: float = Field(0.2, ge=0)
-    boost_tags: float = Field(0.4, ge=0)
-    boost_description: float = Field(0.3, ge=0)
-    min_passage_chars: int = Field(800, ge=0, description="Paragraphs merge under one heading up to this size.")
+    boost_title: float = Field(0.3, ge=0, description="Title weight added to the whole-article score.")
+    boost_headings: float = Field(0.0, ge=0, description="Heading-path weight added to a passage's score.")
+    boost_tags: float = Field(0.0, ge=0, description="Tag weight added to the whole-article score.")
+    boost_description: float = Field(0.0, ge=0, description="Description weight added to the whole-article score.")
+    min_passage_chars: int = Field(1200, ge=0, description="Paragraphs merge under one heading up to this size.")
 
 
 class KBSettings(_Section):

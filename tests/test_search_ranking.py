@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sovereign_mcp.config import EmbeddingServer, SearchSettings
@@ -21,7 +22,8 @@ from tests.helpers import isolated_settings
 ARTICLES = {
     # the answer to "cooldown unified memory release" is spread over three sections
     "spread": ("Swapping GPU services", "2025-01-03", "lastmod: 2025-02-01\n", [
-        ("Waiting", "The cooldown between two services lasts a full minute on this box."),
+        ("Waiting", "The cooldown between two services lasts a full minute on this box, and the cooldown is not "
+                    "optional."),
         ("One pool", "CPU and GPU draw from one unified pool, so two big models never fit together."),
         ("Late", "Freed memory comes back late: the release is slow after a stop."),
     ]),
@@ -157,7 +159,7 @@ def test_embedding_server_errors_are_typed(tmp_path):
 
 
 def test_quantized_vectors_keep_cosine_order():
-    rng = __import__("numpy").random.default_rng(7)
+    rng = np.random.default_rng(7)
     vectors = rng.normal(size=(50, 64)).astype("float32")
     vectors /= (vectors**2).sum(axis=1, keepdims=True) ** 0.5
     codes, scale = quantize(vectors)
@@ -181,6 +183,14 @@ def test_cached_index_keeps_vectors_and_reattaches_the_embedder(tmp_path, caplog
         assert cached and again.embedder is not None
         assert len(fake.requests) == calls  # nothing embedded again on a cache hit
         assert again.search("automobile engine", n=1)[0].article.slug == "car-care"
+        # the vectors live beside the pickle and are mapped, not read into memory
+        assert isinstance(again.vectors, np.memmap) and not again.vectors.flags.writeable
+        assert (again.vectors == built.vectors).all()
+        (sidecar,) = (tmp_path / "data" / "index").glob("*.vectors.npy")
+        sidecar.unlink()  # an index without its vectors is rebuilt, not served half-dense
+        rebuilt, cached = open_index(settings)
+        assert not cached and len(rebuilt.vectors) == len(rebuilt.passages) and sidecar.is_file()
+        assert len(fake.requests) > calls
     # a server that is down while indexing: lexical index served, not cached, error logged
     (corpus / "extra.md").write_text("---\ntitle: Extra\ndate: 2025-01-05\n---\n\nA new note about a car.\n")
     with caplog.at_level(logging.ERROR):
@@ -199,6 +209,16 @@ def test_wordllama_loads_from_the_installed_wheel():
     assert vectors.shape == (3, 256)
     assert abs(float((vectors[0] ** 2).sum()) - 1.0) < 1e-4
     assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2])
+    # the same vectors as wordllama's own inference (mean of token rows, normalised), long texts included
+    from tokenizers import Tokenizer
+    from wordllama.inference import WordLlamaInference
+
+    from sovereign_mcp.search.embeddings import WORDLLAMA_TOKENIZER, _wordllama_files
+
+    texts = ["restart the GPU server", "cuda graph capture failed " * 200, "sm_121a --mem-fraction-static 0.8"]
+    reference = WordLlamaInference(model._table, Tokenizer.from_file(str(_wordllama_files() / WORDLLAMA_TOKENIZER)))
+    assert np.allclose(model.embed(texts), reference.embed(texts, norm=True), atol=1e-5)
+    assert not model.embed([""]).any()  # no tokens: a zero row, never NaN
 
 
 def test_search_settings_reject_a_bad_embedding_server():

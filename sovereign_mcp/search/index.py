@@ -1,9 +1,18 @@
 """The passage index: fitted once per corpus, queried many times.
 
-Scoring (all weights from :class:`~sovereign_mcp.config.SearchSettings`): each passage scores
-``body + boost_headings * headings`` over its own text and heading path, plus its article's
-``boost_title * title + boost_tags * tags + boost_description * description``. An article ranks by
-its best passage, which is the passage cited for it.
+Scoring (weights from :class:`~sovereign_mcp.config.SearchSettings`, defaults chosen on the tuning sets of
+``benchmarks/search_quality.py``): two BM25 stages over the same query terms,
+
+* ``passage``: each passage's own text (``+ boost_headings *`` its heading path); an article takes the
+  score of its best passage;
+* ``article``: the whole article (title and body, its own document statistics), ``+ boost_title * title
+  + boost_tags * tags + boost_description * description``;
+
+each divided by its maximum over the query's candidates and blended,
+``passage_weight * P / max P + (1 - passage_weight) * A / max A``. With a dense backend, the top
+``dense_candidates`` articles are then re-ranked: ``(1 - dense_weight) * lexical + dense_weight * cosine``
+(best passage cosine, each normalised per query). The passage cited for an article is its best passage by
+BM25 (plus the dense cosine when that stage ran).
 """
 
 from __future__ import annotations
@@ -83,26 +92,19 @@ class SearchIndex:
         self.by_tag = {t: np.array(ids, dtype=np.int32) for t, ids in tag_lists.items()}
 
         s, analyze = settings, self.analyzer
-        build = lambda docs: FieldIndex.build(docs, s.weighting, s.k1, s.b)  # noqa: E731
-        body_docs, heading_docs, article_docs = [], [], []
-        for article in articles:
-            whole = analyze(article.title)
-            for passage in article.passages:
-                body_docs.append(analyze(passage.index_text))
-                heading_docs.append(analyze(" ".join(passage.heading_path)))
-                whole.extend(body_docs[-1])
-            if s.article_text == "body":
-                whole = analyze(f"{article.title}\n{article.body}")
-            elif s.article_text == "prose+headings":
-                whole.extend(analyze(" ".join(sec.text for sec in article.sections)))
-            article_docs.append(whole)
-        self.body = build(body_docs)
-        self.headings = build(heading_docs)
-        self.whole = build(article_docs)
-        del body_docs, heading_docs, article_docs
-        self.title = build([analyze(a.title) for a in articles])
-        self.tags = build([analyze(" ".join(a.tags)) for a in articles])
-        self.description = build([analyze(a.description) for a in articles])
+
+        def build(docs: Sequence[list[str]], boost: float = 1.0) -> FieldIndex:
+            # A field whose boost is 0 never scores: an empty one keeps the cache and memory small.
+            return FieldIndex.build(docs if boost else [[] for _ in docs], s.weighting, s.k1, s.b)
+
+        self.body = build([analyze(p.index_text) for a in articles for p in a.passages])
+        self.headings = build([analyze(" ".join(p.heading_path)) for a in articles for p in a.passages],
+                              s.boost_headings)
+        # Whole-article field: title and the full Markdown body (code included), like whole-article BM25.
+        self.whole = build([analyze(f"{a.title}\n{a.body}") for a in articles])
+        self.title = build([analyze(a.title) for a in articles], s.boost_title)
+        self.tags = build([analyze(" ".join(a.tags)) for a in articles], s.boost_tags)
+        self.description = build([analyze(a.description) for a in articles], s.boost_description)
         self.embedder: Embedder | None = None
         self.embedding_model: str | None = None
         self.vectors = np.zeros((0, 0), dtype=np.int8)  # int8 codes per passage; row ~= codes * vector_scale

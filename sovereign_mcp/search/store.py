@@ -5,8 +5,10 @@ knobs, base URL, extensions) and, per file, its root, relative path, modificatio
 and bytes. A restart with an unchanged corpus therefore unpickles the index instead of re-parsing
 and re-fitting; checking the key reads the files one at a time without keeping them, and a miss
 reads them again to build. Index files live in ``<data_dir>/index/<roots-hash>-<corpus-hash>.pkl``; older files
-for the same roots are removed once a new one is written. Files are written to a temporary name and
-renamed, so a crash never leaves a half-written index. The cache is private to the operator's data
+for the same roots are removed once a new one is written. With a dense stage, the passage vectors are a
+``.npy`` beside the pickle (same name, ``.vectors.npy``), mapped read-only when the index is loaded.
+Files are written to a temporary name and renamed, so a crash never leaves a half-written index.
+The cache is private to the operator's data
 directory; it is a pickle, so never point ``data_dir`` at a folder others can write to.
 """
 
@@ -19,9 +21,12 @@ import logging
 import os
 import pickle
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
 
 from sovereign_mcp.config import Settings
 from sovereign_mcp.corpus.loader import load_corpus, read_corpus_files
@@ -30,8 +35,8 @@ from sovereign_mcp.search.index import SearchIndex
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3  # 2: compact sections/passages, FieldIndex without SciPy, analyzer with its stop words;
-#                    3: whole-article field, passage vectors
+FORMAT_VERSION = 4  # 2: compact sections/passages, FieldIndex without SciPy, analyzer with its stop words;
+#                    3: whole-article field, passage vectors; 4: Lucene stop words, vectors in a mapped .npy
 
 
 def resolve_roots(paths: Iterable[Path]) -> list[Path]:
@@ -123,6 +128,15 @@ def _load_cached(path: Path, now: datetime) -> SearchIndex | None:
             gc.enable()
     if not isinstance(index, SearchIndex):
         return None
+    if index.embedding_model is not None:
+        try:  # mapped read-only: a query touches only its candidates' rows
+            index.vectors = np.load(vectors_path(path), mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            log.warning("index vectors %s unusable (%s); rebuilding", vectors_path(path), exc)
+            return None
+        if index.vectors.shape[0] != len(index.vector_scale):
+            log.warning("index vectors %s do not match the index; rebuilding", vectors_path(path))
+            return None
     due = index.corpus.next_publish_at
     if due is not None and due <= now:
         log.info("a future-dated post is now due (%s); rebuilding", due.isoformat())
@@ -130,19 +144,38 @@ def _load_cached(path: Path, now: datetime) -> SearchIndex | None:
     return index
 
 
-def _save(path: Path, index: SearchIndex) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def vectors_path(path: Path) -> Path:
+    """The ``.npy`` file beside index cache ``path`` that holds its int8 passage vectors."""
+    return path.with_suffix(".vectors.npy")
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            pickle.dump(index, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            write(fh)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _save(path: Path, index: SearchIndex) -> None:
+    """Write the index (pickle) and, with a dense stage, its vectors (``.npy``, written first: an index file
+    whose vectors are missing is rebuilt) atomically; older caches of the same roots are removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vectors = index.vectors
+    if index.embedding_model is not None:
+        _write_atomically(vectors_path(path), lambda fh: np.save(fh, np.ascontiguousarray(vectors)))
+    index.vectors = vectors[:0]  # the pickle carries no vectors
+    try:
+        _write_atomically(path, lambda fh: pickle.dump(index, fh, protocol=pickle.HIGHEST_PROTOCOL))
+    finally:
+        index.vectors = vectors
     prefix = path.name.split("-", 1)[0] + "-"
-    for old in path.parent.glob(f"{prefix}*.pkl"):
-        if old != path:
+    keep = {path, vectors_path(path)}
+    for old in [*path.parent.glob(f"{prefix}*.pkl"), *path.parent.glob(f"{prefix}*.vectors.npy")]:
+        if old not in keep:
             old.unlink(missing_ok=True)
 
 
