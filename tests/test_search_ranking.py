@@ -225,3 +225,28 @@ def test_search_settings_reject_a_bad_embedding_server():
     with pytest.raises(ValueError, match="http"):
         EmbeddingServer(base_url="ftp://x", model="m")
     assert json.loads(SearchSettings().model_dump_json())["embeddings"] == "off"
+
+
+def test_the_citation_prefers_the_passage_with_the_words_rare_in_its_article(tmp_path):
+    # "kettle" names the topic (every passage, densely in the introduction) and is rare in the blog;
+    # "window" locates the answer (one passage of this article) but is common elsewhere
+    articles = {
+        "kettle": ("The kettle", "2025-01-03", "", [
+            ("Intro", "Kettle notes: the kettle, my kettle, every kettle. A kettle post about a kettle at home."),
+            ("Where", "The kettle sits by the window, next to the bread bin, the radio, the fruit bowl, a jar of "
+                      "pens and a pile of old letters from friends abroad."),
+            ("Scale", "Scale builds up in the kettle; boiled vinegar removes it."),
+        ]),
+        **{f"house-{k}": (f"House {k}", "2025-01-01", "", [("Room", f"Room {k} has a window and a window seat.")])
+           for k in range(4)},
+    }
+    index = index_of(write_corpus(tmp_path / "c", articles), min_passage_chars=0)
+    query = "kettle window"
+    hit = index.search(query, n=1)[0]
+    assert hit.article.slug == "kettle" and hit.passage.anchor == "where"
+    # the test discriminates: by plain passage BM25 the introduction scores highest
+    from collections import Counter
+
+    plain = np.zeros(len(index.passages), dtype="float32")
+    index.body.accumulate(plain, Counter(index.analyzer(query)))
+    assert [p.anchor for p in index.passages][int(plain.argmax())] == "intro"

@@ -113,3 +113,24 @@ class FieldIndex:
                 continue
             units, weights = self.column(col)
             scores[units] += (boost * qweight) * weights
+
+    def unit_terms(self, terms: dict[str, float], units: np.ndarray) -> np.ndarray:
+        """Weights of each of ``terms`` (rows, in order) in each of ``units`` (columns, any order): float32
+        ``(len(terms), len(units))``, zero where a unit lacks the term. One binary search per term over its
+        postings (ascending), so the cost does not grow with the number of units in the field."""
+        out = np.zeros((len(terms), len(units)), dtype=np.float32)
+        for row, term in enumerate(terms):
+            col = self.vocabulary.get(term)
+            if col is None:
+                continue
+            start, end = int(self.indptr[col]), int(self.indptr[col + 1])
+            postings = self.indices[start:end]
+            at = np.minimum(np.searchsorted(postings, units), len(postings) - 1)
+            found = np.flatnonzero(postings[at] == units)
+            values = self.data[start + at[found]]
+            if self.idf is None:
+                out[row, found] = values
+            else:
+                tf = values.astype(np.float32)
+                out[row, found] = self.idf[col] * tf * (self.k1 + 1.0) / (tf + self.norm[units[found]])
+        return out
