@@ -219,6 +219,9 @@ class PaymentsSettings(_Section):
     })
     invoice_expiry: int = Field(600, ge=30, le=86_400, description="Invoice lifetime, seconds.")
     free_calls_per_day: int = Field(0, ge=0, description="Free paid-tool calls per client (/24, /48) per day.")
+    mcp_http_402: bool = Field(False, description=(
+        "Answer unpaid tools/call on /mcp with HTTP 402 + WWW-Authenticate (for L402-aware proxies). Off: the "
+        "payment_required challenge is an in-band tool result, which every MCP client can read."))
     database_url: str | None = Field(None, description="postgresql://... to share tokens; default SQLite.")
     lnbits_url: str | None = None
     lnbits_invoice_key: SecretStr | None = None

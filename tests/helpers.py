@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -144,3 +145,17 @@ def operator_token(data_dir: Path, database_url: str | None = None) -> str:
         return store.create(label="tests")[0]
     finally:
         store.close()
+
+
+async def mcp_challenge(url: str, tool: str, arguments: dict[str, Any],
+                        headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The in-band ``payment_required`` object that a paid ``tools/call`` gets on ``{url}/mcp`` (a real
+    ``fastmcp.Client`` over HTTP); asserts the result is one, with the same JSON as its text content."""
+    from fastmcp import Client
+    from fastmcp.client.transports import StreamableHttpTransport
+
+    async with Client(StreamableHttpTransport(f"{url}/mcp", headers=headers or {}), timeout=30) as client:
+        result = await client.call_tool(tool, arguments, raise_on_error=False)
+    assert result.is_error and "payment_required" in (result.structured_content or {}), result.content
+    assert json.loads(result.content[0].text) == result.structured_content
+    return result.structured_content["payment_required"]

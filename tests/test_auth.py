@@ -290,19 +290,19 @@ async def test_operator_calls_paid_tools_without_paying(served: Served) -> None:
     async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
         anonymous = await http.post("/api/validate", json=body)
         operator = await http.post("/api/validate", json=body, headers={"Authorization": f"Bearer {served.operator}"})
-        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "validate_quality",
-                                                                              "arguments": body}}
-        over_mcp = await http.post("/mcp", content=json.dumps(call), headers=MCP_HEADERS)
+    async with Client(served.mcp) as anonymous_client:  # in-band challenge on MCP
+        over_mcp = await anonymous_client.call_tool("validate_quality", body, raise_on_error=False)
     assert anonymous.status_code == 402 and anonymous.json()["payment_required"]["tool"] == "validate_quality"
-    assert over_mcp.status_code == 402 and over_mcp.json()["payment_required"]["amount_sat"] == 21
+    assert over_mcp.is_error and over_mcp.structured_content["payment_required"]["amount_sat"] == 21
     assert operator.status_code == 200 and operator.json()["verdict"] in {"pass", "pass_with_warnings"}
     async with Client(served.mcp, auth=served.operator) as client:
         checked = await client.call_tool("validate_quality", body)
         assert checked.structured_content["chars"] == len(ARTICLE)
-        ticket = (await client.call_tool("trigger_pipeline", {"kind": "hero_image", "topic": "a key"})).data
-        assert ticket.state == "queued"
-        cancelled = await client.call_tool("cancel_pipeline", {"job_id": ticket.job_id})
-        assert not cancelled.is_error and cancelled.structured_content["job_id"] == ticket.job_id
+        queued = await client.call_tool("trigger_pipeline", {"kind": "hero_image", "topic": "a key"})
+        ticket = queued.structured_content
+        assert ticket["state"] == "queued"
+        cancelled = await client.call_tool("cancel_pipeline", {"job_id": ticket["job_id"]})
+        assert not cancelled.is_error and cancelled.structured_content["job_id"] == ticket["job_id"]
 
 
 @pytest.mark.e2e

@@ -27,8 +27,8 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 from sovereign_mcp.payments.store import TokenStore
-from tests.helpers import isolated_env, spawn_server
-from tests.test_l402_http import BODY, MCP_HEADERS, challenge_of, pay_in_process, tools_call
+from tests.helpers import isolated_env, mcp_challenge, spawn_server
+from tests.test_l402_http import BODY, challenge_of, pay_in_process
 from tests.test_pipeline import World
 
 pytestmark = pytest.mark.e2e
@@ -87,15 +87,15 @@ def server_env(world: World, worker: bool) -> dict[str, str]:
     })
 
 
-def buy(url: str, data: Path) -> list[Token]:
+async def buy(url: str, data: Path) -> list[Token]:
     """Obtain the 402 challenges (``/api/validate`` and a paid ``tools/call`` on ``/mcp``) and pay them."""
     challenges = []
     with httpx.Client(base_url=url, timeout=30) as http:
         for _ in range(VQ_TOKENS):
             challenges.append(("validate_quality", challenge_of(http.post("/api/validate", json=BODY))))
-        for _ in range(TP_TOKENS):
-            call = tools_call("trigger_pipeline", {"kind": "hero_image", "topic": "x"})
-            challenges.append(("trigger_pipeline", challenge_of(http.post("/mcp", headers=MCP_HEADERS, json=call))))
+    for _ in range(TP_TOKENS):  # on MCP the challenge is an in-band tool result
+        required = await mcp_challenge(url, "trigger_pipeline", {"kind": "hero_image", "topic": "x"})
+        challenges.append(("trigger_pipeline", required))
     preimages = pay_in_process(data, [c["invoice"] for _, c in challenges])
     return [Token(tool, f"L402 {c['macaroon']}:{p}", c["payment_hash"])
             for (tool, c), p in zip(challenges, preimages, strict=True)]
@@ -127,7 +127,9 @@ async def trigger_loop(url: str, token: Token, load: Load) -> None:
         async with Client(transport, timeout=30) as client:
             while token.ok < TP_CALLS:
                 try:
-                    result = await client.call_tool("trigger_pipeline", {"kind": "hero_image", "topic": "under load"})
+                    # distinct arguments: an identical repeat on the same token would replay the first ticket
+                    topic = f"under load {token.ok}"
+                    result = await client.call_tool("trigger_pipeline", {"kind": "hero_image", "topic": topic})
                 except Exception as exc:  # the kill cuts the connection; anything else is reported
                     if load.killed:
                         token.cut += 1
@@ -187,15 +189,15 @@ async def spend_rest(url: str, token: Token, remaining: int) -> tuple[list[int],
     auth = {"Authorization": token.credential}
     transport = StreamableHttpTransport(f"{url}/mcp", headers=auth)
     async with httpx.AsyncClient(base_url=url, timeout=30) as http, Client(transport, timeout=30) as client:
-        for _ in range(remaining):
+        for k in range(remaining):
             if token.tool == "validate_quality":
                 statuses.append((await http.post("/api/validate", json=BODY, headers=auth)).status_code)
             else:
-                result = await client.call_tool("trigger_pipeline", {"kind": "hero_image", "topic": "after"})
+                result = await client.call_tool("trigger_pipeline", {"kind": "hero_image", "topic": f"after {k}"})
                 statuses.append(400 if result.is_error else 200)
-        extra = tools_call(token.tool, {"kind": "hero_image", "topic": "one too many"}
-                           if token.tool == "trigger_pipeline" else {"text": "one too many"})
-        refusal = challenge_of(await http.post("/mcp", headers={**MCP_HEADERS, **auth}, json=extra))
+    extra = ({"kind": "hero_image", "topic": "one too many"} if token.tool == "trigger_pipeline"
+             else {"text": "one too many"})
+    refusal = await mcp_challenge(url, token.tool, extra, headers=auth)
     return statuses, refusal["reason"]
 
 
@@ -203,7 +205,7 @@ async def test_sigkill_under_load_loses_no_paid_token_and_no_job(world: World) -
     args = ("--corpus", str(world.root / "corpus"), "--data-dir", str(world.data_dir))
     first, url = spawn_server(*args, env=server_env(world, worker=False))
     try:
-        tokens = buy(url, world.data_dir)
+        tokens = await buy(url, world.data_dir)
         load = Load()
         await run_and_kill(url, first, tokens, load)
     finally:

@@ -1,4 +1,6 @@
-"""L402 over HTTP on the real ``sovereign-mcp serve`` process (payments on, embedded dev backend):
+"""L402 over HTTP on the real ``sovereign-mcp serve`` process (payments on, embedded dev backend), with
+``payments.mcp_http_402 = true`` (the opt-in mode for L402-aware proxies; the default in-band challenges on
+``/mcp`` are tested in ``tests/test_l402_mcp.py``):
 402 challenges on ``/api/validate`` and on paid ``tools/call`` messages to ``/mcp``, paying through the
 ``sovereign-mcp l402 pay`` CLI, replay and concurrency, a restart between paying and using, a backend
 that is down, the free allowance, and a real L402 client from PyPI (``l402-requests``).
@@ -122,7 +124,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @contextlib.contextmanager
 def serve(corpus: Path, home: Path, **env: str) -> Iterator[Server]:
     data = home / "data"
-    env = {"SOVEREIGN_MCP_RATE_LIMIT__ENABLED": "false", **env}  # these tests issue far more than 20 invoices/min
+    env = {"SOVEREIGN_MCP_RATE_LIMIT__ENABLED": "false",  # these tests issue far more than 20 invoices/min
+           "SOVEREIGN_MCP_PAYMENTS__MCP_HTTP_402": "true", **env}
     with running_server("--corpus", str(corpus), "--data-dir", str(data), env=isolated_env(home, **env)) as url:
         yield Server(url, data, home)
 

@@ -24,12 +24,13 @@ import httpx
 import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
+from mcp.client.client import Client as SDKClient
 
 from sovereign_mcp.payments.backends.base import Settlement
 from sovereign_mcp.payments.backends.remote import LNbitsBackend
-from tests.helpers import running_server
+from tests.helpers import mcp_challenge, running_server
 from tests.lnbits_harness import LNbits, LNbitsUnavailable, ensure_venv, in_ci, running_lnbits
-from tests.test_l402_http import ARTICLE, BODY, MCP_HEADERS, TOOL, assert_report, tools_call
+from tests.test_l402_http import ARTICLE, BODY, TOOL, assert_report
 
 pytestmark = pytest.mark.e2e  # (an "lnbits" marker is not registered in pyproject)
 
@@ -175,9 +176,7 @@ def test_preimage_of_another_lnbits_payment_is_refused(server: str, lnbits: LNbi
 # -- MCP over HTTP ---------------------------------------------------------------------------------------
 
 async def test_mcp_validate_quality_paid_through_lnbits(server: str, lnbits: LNbits) -> None:
-    async with httpx.AsyncClient(timeout=30) as http:
-        refused = await http.post(f"{server}/mcp", headers=MCP_HEADERS, json=tools_call(TOOL, {"text": ARTICLE}))
-    required = challenge_of(refused)
+    required = await mcp_challenge(server, TOOL, {"text": ARTICLE})  # in-band, as every MCP client sees it
     assert_lnbits_invoice(lnbits, required)
     preimage = pay_and_confirm(lnbits, required)
 
@@ -187,6 +186,15 @@ async def test_mcp_validate_quality_paid_through_lnbits(server: str, lnbits: LNb
         assert not result.is_error, result.content
         assert_report(result.structured_content)
     assert lnbits.lookup(required["payment_hash"])["paid"] is True
+    # again, paid through LNbits and retried by the tool's l402 argument from the official SDK client
+    second = await mcp_challenge(server, TOOL, {"text": ARTICLE})
+    preimage = pay_and_confirm(lnbits, second)
+    async with SDKClient(f"{server}/mcp") as sdk:
+        paid = await sdk.call_tool(TOOL, {"text": ARTICLE, "l402": f"L402 {second['macaroon']}:{preimage}"})
+    assert not paid.is_error, paid.content
+    assert_report(paid.structured_content)
+    assert paid.meta["l402/receipt"]["payment_hash"] == second["payment_hash"]
+    assert paid.meta["l402/receipt"]["amount_sat"] == 21
 
 
 # -- MCP over stdio: payment_required in protocol, credential in _meta -----------------------------------

@@ -114,15 +114,22 @@ async def test_stdio_payment_required_then_paid_retries(home: Home) -> None:
         assert ident.payment_hash.hex() == invoice.payment_hash
 
         cred = f"L402 {first['macaroon']}:{pay(home, first['invoice'])}"
-        assert_report(await client.call_tool(TOOL, {"text": TEXT}, meta={"l402": cred}, raise_on_error=False))
-        again = required_of(await client.call_tool(TOOL, {"text": TEXT}, meta={"l402": cred}, raise_on_error=False))
+        paid = await client.call_tool(TOOL, {"text": TEXT}, meta={"l402": cred}, raise_on_error=False)
+        assert_report(paid)
+        assert paid.meta["l402/receipt"]["charged"] is True and paid.meta["l402/receipt"]["calls_left"] == 0
+        # the same call again replays its answer free; another call on the spent token is refused
+        replay = await client.call_tool(TOOL, {"text": TEXT}, meta={"l402": cred}, raise_on_error=False)
+        assert replay.structured_content == paid.structured_content
+        assert replay.meta["l402/receipt"]["replayed"] is True and replay.meta["l402/receipt"]["charged"] is False
+        other = {"text": TEXT + "\nMore."}
+        again = required_of(await client.call_tool(TOOL, other, meta={"l402": cred}, raise_on_error=False))
         assert "used up" in again["reason"]
 
         second = required_of(await client.call_tool(TOOL, {"text": TEXT}, raise_on_error=False))
         assert second["payment_hash"] != first["payment_hash"]
         cred2 = f"L402 {second['macaroon']}:{pay_in_process(home, second['invoice'])}"
         assert_report(await client.call_tool(TOOL, {"text": TEXT, "l402": cred2}, raise_on_error=False))
-        spent = required_of(await client.call_tool(TOOL, {"text": TEXT, "l402": cred2}, raise_on_error=False))
+        spent = required_of(await client.call_tool(TOOL, {**other, "l402": cred2}, raise_on_error=False))
         assert "used up" in spent["reason"]
 
         # a forged credential (the real identifier, signed with another root key) and other bad ones

@@ -139,10 +139,16 @@ def traffic(server: Server) -> dict[str, Any]:
     """Real calls over HTTP between two scrapes; returns both scrapes and the secrets used."""
     before = scrape(server.url)
     operator = server.cli("token", "create", "--scope", "operator", "--label", "obs-test").split()[0]
-    challenge = httpx.post(f"{server.url}/mcp", json=tools_call("validate_quality", {"text": ARTICLE}),
-                           headers=MCP_HEADERS, timeout=30)
-    assert challenge.status_code == 402, challenge.text
-    required = challenge.json()["payment_required"]
+
+    async def challenge() -> dict[str, Any]:  # the in-band payment_required result (HTTP 200)
+        async with Client(StreamableHttpTransport(f"{server.url}/mcp")) as client:
+            result = await client.call_tool("validate_quality", {"text": ARTICLE}, raise_on_error=False)
+        assert result.is_error, result.content
+        return result.structured_content["payment_required"]
+
+    import asyncio
+
+    required = asyncio.run(challenge())
     preimage = pay(server.data, required["invoice"])
     credential = f"L402 {required['macaroon']}:{preimage}"
 
@@ -160,8 +166,6 @@ def traffic(server: Server) -> dict[str, Any]:
         bearer = StreamableHttpTransport(f"{server.url}/mcp", headers={"Authorization": f"Bearer {operator}"})
         async with Client(bearer) as client:
             assert not (await client.call_tool("list_jobs", {})).is_error
-
-    import asyncio
 
     asyncio.run(calls())
     api = httpx.get(f"{server.url}/api/tags", headers={"Authorization": f"Bearer {operator}"}, timeout=30)
@@ -210,7 +214,7 @@ def test_counters_move_with_real_calls(traffic: dict[str, Any]) -> None:
     assert delta("sovereign_mcp_l402_invoices_issued_total", tool="validate_quality") == 1
     assert delta("sovereign_mcp_l402_invoices_paid_total", tool="validate_quality") == 1
     assert delta("sovereign_mcp_l402_sats_earned_total", tool="validate_quality") == 21
-    assert delta("sovereign_mcp_http_requests_total", route="/mcp", method="POST", status="402") == 1
+    assert delta("sovereign_mcp_http_requests_total", route="/mcp", method="POST", status="402") == 0  # in-band
     assert delta("sovereign_mcp_http_requests_total", route="/api/tags", method="GET", status="200") == 1
     assert value(after, "sovereign_mcp_http_requests_total", route="/metrics", method="GET", status="200") >= 1
 
@@ -237,7 +241,7 @@ def test_json_logs_and_no_secrets(server: Server, traffic: dict[str, Any]) -> No
     mine = [r for r in access if r["request_id"] == "trace-me-42"]
     assert mine and mine[0]["path"] == "/health" and mine[0]["status"] == 200 and mine[0]["method"] == "GET"
     assert isinstance(mine[0]["duration_ms"], float) and mine[0]["client"] == "127.0.0.1"
-    assert any(r["status"] == 402 and r["path"] == "/mcp" for r in access)
+    assert any(r["status"] == 200 and r["path"] == "/mcp" for r in access)
     assert [r["path"] for r in access if r["request_id"] == "newline-in-path"] == ["/nowhere\nforged"], \
         "JSON keeps a client's newline inside its record"
     assert any(r["request_id"] and r["logger"] != "sovereign_mcp.access" for r in records), \

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import json
 import secrets
 import threading
 import time
@@ -25,6 +26,7 @@ from sovereign_mcp.observability.metrics import INVOICES_ISSUED
 from sovereign_mcp.payments import macaroons
 from sovereign_mcp.payments.backends.base import BackendUnavailable, LightningBackend
 from sovereign_mcp.payments.headers import CredentialError, challenges, parse_credential
+from sovereign_mcp.payments.offers import RETRY_HINT, PaymentRequired
 from sovereign_mcp.payments.store import TokenRecord, TokenStore
 
 
@@ -52,31 +54,66 @@ class PaymentChallenge:
         return challenges(self.macaroon, self.bolt11)
 
     def as_content(self, reason: str = "") -> dict[str, object]:
-        """The structured ``payment_required`` payload returned in-protocol."""
-        return {
-            "payment_required": {
-                "scheme": "L402",
-                "tool": self.tool,
-                "amount_sat": self.amount_sat,
-                "calls": self.calls,
-                "invoice": self.bolt11,
-                "macaroon": self.macaroon,
-                "payment_hash": self.payment_hash,
-                "expires_at": self.expires_at,
-                "reason": reason or "this tool is paid",
-                "retry": "pay the invoice, then repeat the call with the credential "
-                         "'L402 <macaroon>:<hex preimage>' in the Authorization header, in the request "
-                         "_meta under \"l402\", or in the tool's 'l402' argument",
-            }
-        }
+        """The structured ``payment_required`` payload (:class:`~sovereign_mcp.payments.offers.PaymentRequired`)."""
+        return {"payment_required": PaymentRequired(
+            tool=self.tool, amount_sat=self.amount_sat, calls=self.calls, invoice=self.bolt11,
+            macaroon=self.macaroon, payment_hash=self.payment_hash, expires_at=self.expires_at,
+            reason=reason or "this tool is paid", retry=RETRY_HINT).model_dump()}
+
+
+class CallInProgress(RuntimeError):
+    """The same paid call (same token, tool and arguments) is running now; ``retry_after`` seconds."""
+
+    def __init__(self, tool: str, retry_after: int) -> None:
+        self.tool = tool
+        self.retry_after = retry_after
+        super().__init__(f"this paid {tool} call is still running: repeat it with the same credential and "
+                         f"arguments in {retry_after} s to get its result, at no charge")
 
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """A spent call: which token paid for it."""
+    """A paid call: which token paid for it, and what is left on it.
+
+    ``charged`` is False for a call that did not spend anything itself (a replay of a finished call, or a
+    retry that took over one whose earlier attempt was cut off); ``call_key`` names the call for replays
+    (``None`` on plain HTTP routes, which do not replay).
+    """
 
     token_id: str
     tool: str
+    payment_hash: str = ""
+    amount_sat: int = 0
+    calls_left: int = 0
+    valid_until: int = 0
+    charged: bool = True
+    call_key: str | None = None
+
+    def as_meta(self, replayed: bool = False) -> dict[str, object]:
+        """The ``_meta["l402/receipt"]`` of a paid result (amount in sats, times in unix seconds)."""
+        return {"scheme": "L402", "tool": self.tool, "payment_hash": self.payment_hash,
+                "amount_sat": self.amount_sat, "charged": self.charged, "replayed": replayed,
+                "calls_left": self.calls_left, "valid_until": self.valid_until}
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A paid call that already finished: its stored result (JSON text) and the receipt."""
+
+    result: str
+    receipt: Receipt
+
+
+def call_key(token_id: str, tool: str, arguments: dict[str, object] | None) -> str:
+    """The idempotency key of a paid call: SHA-256 over the token, the tool and the arguments (canonical
+    JSON, the ``l402`` credential argument left out), hex."""
+    args = {k: v for k, v in (arguments or {}).items() if k != "l402"}
+    canonical = json.dumps([token_id, tool, args], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _used_up(limit: int) -> str:
+    return f"token used up ({limit} call{'s' if limit > 1 else ''})"
 
 
 def client_key(ip: str | None) -> str:
@@ -117,6 +154,7 @@ class L402Service:
         price = self.config.prices[tool]
         now = int(self.clock())
         self.store.expire_pending(now)
+        self.store.purge_calls(now)
         memo = f"sovereign-mcp {tool}: {price.calls} call{'s' if price.calls > 1 else ''}"
         try:
             invoice = self.backend.create_invoice(price.sats, memo, self.config.invoice_expiry)
@@ -149,7 +187,7 @@ class L402Service:
         """
         return self._check(credential, tool)[0]
 
-    def _check(self, credential: str, tool: str) -> tuple[TokenRecord, int]:
+    def _check(self, credential: str, tool: str, need_call: bool = True) -> tuple[TokenRecord, int]:
         """:meth:`verify`, plus the call limit this credential may spend up to.
 
         A holder may attenuate the macaroon with a stricter ``sovereign-mcp_max_calls=N`` caveat before
@@ -179,8 +217,8 @@ class L402Service:
         limit = token.max_calls if caveat_calls is None else min(token.max_calls, caveat_calls)
         if token.state == "revoked":
             raise InvalidCredential("token revoked")
-        if token.calls_used >= limit:
-            raise InvalidCredential(f"token used up ({limit} call{'s' if limit > 1 else ''})")
+        if need_call and token.calls_used >= limit:
+            raise InvalidCredential(_used_up(limit))
         return token, limit
 
     def _verify_crypto(self, credential: str, tool: str) -> tuple[TokenRecord, macaroons.Limits]:
@@ -208,14 +246,60 @@ class L402Service:
             InvalidCredential: see :meth:`verify`; also when a concurrent call took the last call.
         """
         token, limit = self._check(credential, tool)
+        return self._charge(token, limit, tool)
+
+    def _charge(self, token: TokenRecord, limit: int, tool: str, key: str | None = None) -> Receipt:
         if token.state != "paid" and not self.store.mark_paid(token.token_id, int(self.clock())):
             raise InvalidCredential("token revoked")
         if not self.store.consume(token.token_id, limit):
-            raise InvalidCredential(f"token used up ({limit} call{'s' if limit > 1 else ''})")
-        return Receipt(token.token_id, tool)
+            raise InvalidCredential(_used_up(limit))
+        return self._receipt(token, tool, limit, token.calls_used + 1, charged=True, key=key)
+
+    @staticmethod
+    def _receipt(token: TokenRecord, tool: str, limit: int, used: int, charged: bool,
+                 key: str | None) -> Receipt:
+        return Receipt(token.token_id, tool, token.payment_hash, token.price_sat, max(limit - used, 0),
+                       token.valid_until, charged, key)
+
+    def begin_call(self, credential: str, tool: str, arguments: dict[str, object] | None,
+                   stale_after: int) -> Receipt | Replay:
+        """Start a paid MCP call that may be retried safely: the same credential, tool and arguments are
+        charged once until the call returns a result (:meth:`finish_call`), and then replay that result
+        free while the token is valid.
+
+        Returns a :class:`Receipt` (run the tool; ``charged`` False when this retry takes over an attempt
+        that started more than ``stale_after`` seconds ago and never finished) or a :class:`Replay`.
+
+        Raises:
+            InvalidCredential: see :meth:`verify` (a first call on a used-up token, too).
+            CallInProgress: the same call is running now (started less than ``stale_after`` s ago).
+        """
+        token, limit = self._check(credential, tool, need_call=False)
+        key = call_key(token.token_id, tool, arguments)
+        now = int(self.clock())
+        claim, result = self.store.claim_call(key, token.token_id, tool, now, token.valid_until, now - stale_after)
+        if claim == "done":
+            return Replay(result or "{}", self._receipt(token, tool, limit, token.calls_used, False, key))
+        if claim == "running":
+            raise CallInProgress(tool, max(1, min(stale_after, 30)))
+        if claim == "resumed":
+            return self._receipt(token, tool, limit, token.calls_used, charged=False, key=key)
+        try:
+            return self._charge(token, limit, tool, key)
+        except BaseException:
+            self.store.drop_call(key)
+            raise
+
+    def finish_call(self, receipt: Receipt, result: str) -> None:
+        """Keep the result (JSON text) of a paid call for replays; it is no longer refundable."""
+        if receipt.call_key is not None:
+            self.store.finish_call(receipt.call_key, result)
 
     def refund(self, receipt: Receipt) -> None:
-        """Give the call back when the tool failed before producing a result."""
+        """Give the call back when the tool failed (or was cut off) before producing a result. For a call
+        started by :meth:`begin_call` the charge it holds is released even if a retry took it over."""
+        if receipt.call_key is not None:
+            self.store.drop_call(receipt.call_key)
         self.store.release(receipt.token_id)
 
     def free_call(self, client: str) -> bool:

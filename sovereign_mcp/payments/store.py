@@ -17,6 +17,7 @@ from typing import Any, Literal
 from sovereign_mcp.db import Cursor, Database
 
 State = Literal["pending", "paid", "expired", "revoked"]
+CallClaim = Literal["new", "done", "running", "resumed"]
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS l402_tokens (
@@ -38,6 +39,12 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS l402_tokens_state ON l402_tokens (state, expires_at)",
     """CREATE TABLE IF NOT EXISTS l402_free_usage (
         client TEXT NOT NULL, day TEXT NOT NULL, calls INTEGER NOT NULL, PRIMARY KEY (client, day)
+    )""",
+    # one row per paid call (idempotency key = token + tool + arguments): 'running' while the tool runs,
+    # 'done' with the result kept for replay; the row is the one charge that call made on its token
+    """CREATE TABLE IF NOT EXISTS l402_calls (
+        call_key TEXT PRIMARY KEY, token_id TEXT NOT NULL, tool TEXT NOT NULL, state TEXT NOT NULL,
+        started_at BIGINT NOT NULL, valid_until BIGINT NOT NULL, result TEXT
     )""",
     """CREATE TABLE IF NOT EXISTS l402_dev_invoices (
         payment_hash TEXT PRIMARY KEY, preimage TEXT NOT NULL, bolt11 TEXT NOT NULL,
@@ -163,6 +170,52 @@ class TokenStore:
             outstanding = cur.fetchone()[0]
         return {"earned": earned, "sats_total": sum(e["sats"] for e in earned.values()), "by_state": states,
                 "outstanding": outstanding}
+
+    # -- paid calls (safe retries) ---------------------------------------------------------------
+    def claim_call(self, call_key: str, token_id: str, tool: str, now: int, valid_until: int,
+                   stale_before: int) -> tuple[CallClaim, str | None]:
+        """Start the paid call ``call_key`` (atomic across threads and processes).
+
+        Returns ``("new", None)`` when no call with this key exists (the caller must charge it),
+        ``("done", result)`` when one finished (replay ``result``, JSON, free), ``("running", None)`` when
+        one is running and started at or after ``stale_before``, and ``("resumed", None)`` when a running
+        one started before ``stale_before`` (its process died or the tool timed out) and this caller takes
+        it over, on the charge that call already made.
+        """
+        with self._tx() as cur:
+            cur.execute("INSERT INTO l402_calls (call_key, token_id, tool, state, started_at, valid_until) "
+                        "VALUES (?, ?, ?, 'running', ?, ?) ON CONFLICT (call_key) DO NOTHING",
+                        [call_key, token_id, tool, now, valid_until])
+            if cur.rowcount == 1:
+                return "new", None
+            cur.execute("SELECT state, started_at, result FROM l402_calls WHERE call_key = ?", [call_key])
+            row = cur.fetchone()
+            if row is None:  # dropped between the two statements: the caller may simply retry
+                return "running", None
+            state, started_at, result = row
+            if state == "done":
+                return "done", result
+            if started_at >= stale_before:
+                return "running", None
+            cur.execute("UPDATE l402_calls SET started_at = ? WHERE call_key = ? AND state = 'running' "
+                        "AND started_at = ?", [now, call_key, started_at])
+            return ("resumed" if cur.rowcount == 1 else "running"), None
+
+    def finish_call(self, call_key: str, result: str) -> None:
+        """Mark a paid call done and keep its ``result`` (JSON) for replays."""
+        with self._tx() as cur:
+            cur.execute("UPDATE l402_calls SET state = 'done', result = ? WHERE call_key = ?", [result, call_key])
+
+    def drop_call(self, call_key: str) -> None:
+        """Forget a paid call that produced no result (its charge is released by the caller)."""
+        with self._tx() as cur:
+            cur.execute("DELETE FROM l402_calls WHERE call_key = ?", [call_key])
+
+    def purge_calls(self, now: int) -> int:
+        """Delete the calls of tokens no longer valid; returns how many."""
+        with self._tx() as cur:
+            cur.execute("DELETE FROM l402_calls WHERE valid_until <= ?", [now])
+            return max(cur.rowcount, 0)
 
     # -- free allowance ------------------------------------------------------------------------
     def take_free(self, client: str, day: str, limit: int) -> bool:

@@ -56,10 +56,10 @@ from sovereign_mcp.server.metrics import (
     register_metrics,
     state_sources_for,
 )
-from sovereign_mcp.server.payments import L402HTTPGuard, L402Middleware, register_lnurl
+from sovereign_mcp.server.payments import L402HTTPGuard, L402Middleware, register_lnurl, register_prices
 from sovereign_mcp.server.pipeline import pipeline_service_for, register_pipeline
 from sovereign_mcp.server.quality import register_quality
-from sovereign_mcp.server.routes import register_routes
+from sovereign_mcp.server.routes import PAID_ROUTES, register_routes
 from sovereign_mcp.server.schemas import CachedDereferenceMiddleware
 from sovereign_mcp.server.timeouts import ToolTimeoutMiddleware
 from sovereign_mcp.server.unavailable import DatabaseUnavailableMiddleware
@@ -167,7 +167,12 @@ def build_mcp(service: BlogService, gates: GateService | None = None,
     register_diagnostics(mcp, diagnostics or diagnostics_service_for(service, gates), operator_auth)
     register_pipeline(mcp, pipeline or pipeline_service_for(service, gates), operator_auth)
     if payments is not None:
-        mcp.add_middleware(L402Middleware(payments))
+        srv = service.settings.server
+        # a paid call whose attempt never finished may be taken over by a retry once every time limit has passed
+        stale_after = max([srv.tool_timeout_seconds, *srv.tool_timeouts.values()]) + 30
+        mcp.add_middleware(L402Middleware(payments, stale_after=stale_after))
+        register_prices(mcp, payments, srv.path, {tool: path for path, tool in PAID_ROUTES.items()},
+                        service.settings.payments.public_url)
     mcp.add_middleware(ToolTimeoutMiddleware.from_settings(service.settings.server))  # inside L402: refunds
     mcp.middleware.insert(0, ToolMetricsMiddleware())  # outermost: sees every other middleware's answer
     return mcp
@@ -200,7 +205,7 @@ def build_http_app(service: BlogService, settings: Settings, gates: GateService 
     # Layers, outermost first: ProxyHeaders (client IP from X-Forwarded-For, trusted proxies only) ->
     # BearerAuth (scope["user"]) -> RequestLimits (413 body, 429 per client) -> L402 guard (402) -> FastMCP.
     outer: ASGIApp = app
-    if payments is not None:
+    if payments is not None and settings.payments.mcp_http_402:
         outer = L402HTTPGuard(outer, payments, srv.path, max_body=srv.max_mcp_body_bytes)
     outer = RequestLimitsGuard(outer, srv.path, srv.max_mcp_body_bytes, limiter_for(settings), payments)
     if settings.auth.enabled:  # outermost: operator bearer tokens (off = a loopback-only deployment)

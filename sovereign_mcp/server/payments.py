@@ -1,16 +1,17 @@
-"""L402 on the wire: HTTP 402 for ``/mcp`` and ``/api/*``, ``payment_required`` results in-protocol.
+"""L402 on the wire: in-band ``payment_required`` results on MCP, HTTP 402 on the plain routes.
 
-Two ways in (REFERENCE.md "Payments over MCP"):
+* MCP (``/mcp`` over HTTP, and stdio), by default: an unpaid paid-tool call returns a tool result with
+  ``isError: true`` and the challenge as ``structuredContent`` and as JSON text, as the x402 MCP transport
+  does (x402-foundation/x402 ``specs/transports-v2/mcp.md``); HTTP 402 on ``/mcp`` broke standard clients
+  (nevermined-io/payments-py#203). The retry carries ``L402 <macaroon>:<preimage>`` in the tool's ``l402``
+  argument (what an LLM can set), in the request ``_meta["l402"]`` or in ``Authorization``.
+* ``payments.mcp_http_402 = true``: ``/mcp`` answers such calls with ``402 Payment Required`` and
+  ``WWW-Authenticate: L402 macaroon=..., invoice=...`` instead (:class:`L402HTTPGuard`, for L402-aware proxies).
+* Plain HTTP (``POST /api/validate``): always 402 + ``WWW-Authenticate`` (and ``LSAT``), ``Authorization`` on
+  the retry.
 
-* HTTP: a paid ``tools/call`` on ``/mcp`` (or ``POST /api/validate``) without a valid credential
-  gets ``402 Payment Required`` with ``WWW-Authenticate: L402 macaroon=..., invoice=...`` (and the
-  same with ``LSAT``); the retry carries ``Authorization: L402 <macaroon>:<preimage>``.
-* In-protocol (stdio, or clients that cannot set headers): the call returns ``isError: true`` with
-  structured ``payment_required`` content; the retry carries the credential in the request
-  ``_meta["l402"]`` or in the tool's ``l402`` argument.
-
-The credential is spent (one call of the token) once, in :class:`L402Middleware`, right before the
-tool runs; a tool that raises gets its call refunded.
+A paid MCP call is charged once, in :class:`L402Middleware`, right before the tool runs; a tool that raises or
+is cut off gets its call back, and a repeat with the same credential and arguments replays the stored result.
 """
 
 from __future__ import annotations
@@ -23,21 +24,26 @@ from fastmcp import FastMCP
 from fastmcp.server.dependencies import get_http_headers, get_http_request
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 from fastmcp.tools.base import ToolResult
-from mcp.types import TextContent
+from mcp.types import ContentBlock, TextContent, ToolAnnotations
+from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sovereign_mcp.auth.verifier import has_operator_token, scope_is_operator
+from sovereign_mcp.config import Price
 from sovereign_mcp.db import DatabaseUnavailable
+from sovereign_mcp.payments import offers
 from sovereign_mcp.payments.backends.base import BackendUnavailable
 from sovereign_mcp.payments.service import (
+    CallInProgress,
     InvalidCredential,
     L402Service,
     PaymentChallenge,
     PaymentsUnavailable,
     Receipt,
+    Replay,
     client_key,
 )
 from sovereign_mcp.server.jsonrpc import (
@@ -68,7 +74,8 @@ def credential_from(arguments: dict[str, Any] | None, meta: Any, authorization: 
 
 def payment_response(challenge: PaymentChallenge, reason: str = "") -> JSONResponse:
     """``402`` with the challenge headers and the ``payment_required`` JSON body."""
-    response = JSONResponse(challenge.as_content(reason), status_code=402)
+    response = JSONResponse(challenge.as_content(reason), status_code=402,
+                            headers={"Link": '</.well-known/l402.json>; rel="l402-manifest"'})
     for value in challenge.www_authenticate():
         response.headers.append("WWW-Authenticate", value)
     return response
@@ -169,10 +176,36 @@ def _request_meta(context: MiddlewareContext) -> Any:
 
 
 class L402Middleware(Middleware):
-    """FastMCP middleware: spends the credential of a paid tool call, or returns ``payment_required``."""
+    """FastMCP middleware for paid tools.
 
-    def __init__(self, service: L402Service) -> None:
+    * ``tools/list``: each paid tool's description gains its price, its ``_meta["l402/price"]`` the same
+      figures, and its output schema also admits the ``payment_required`` challenge.
+    * ``tools/call`` without a valid credential: the in-band challenge (``isError: true``, the
+      ``payment_required`` object as ``structuredContent`` and as JSON text).
+    * ``tools/call`` with one: the call is charged once per (token, tool, arguments) and the result carries
+      ``_meta["l402/receipt"]``. Repeating it with the same credential and arguments replays the stored
+      result free while the token is valid; a call that fails or is cut off is given back; one still running
+      answers "retry in N s"; one whose attempt never finished (process killed, timed out) is run again free
+      once ``stale_after`` seconds have passed.
+    """
+
+    def __init__(self, service: L402Service, stale_after: float = 60.0) -> None:
         self.service = service
+        self.stale_after = int(stale_after) + 1
+
+    async def on_list_tools(self, context: MiddlewareContext, call_next):  # type: ignore[override]
+        tools = await call_next(context)
+        out = []
+        for tool in tools:
+            price = self.service.price(tool.name)
+            if price is None:
+                out.append(tool)
+                continue
+            meta = {**(tool.meta or {}), "l402/price": offers.price_meta(price)}
+            description = f"{(tool.description or '').rstrip()}\n\n{offers.describe(price)}"
+            out.append(tool.model_copy(update={"description": description, "meta": meta,
+                                               "output_schema": offers.admit_payment_required(tool.output_schema)}))
+        return out
 
     async def on_call_tool(self, context: MiddlewareContext, call_next):  # type: ignore[override]
         params = context.message
@@ -188,43 +221,99 @@ class L402Middleware(Middleware):
             free_granted = bool(request.scope.get("state", {}).get(FREE_FLAG))
         except RuntimeError:
             pass  # stdio: the local operator's process
-        outcome = await anyio.to_thread.run_sync(self._settle, tool, credential, client, free_granted)
+        outcome = await anyio.to_thread.run_sync(self._settle, tool, credential, params.arguments, client,
+                                                 free_granted)
         if isinstance(outcome, ToolResult):
             return outcome
+        if isinstance(outcome, Replay):
+            return _with_receipt(_result_from_json(outcome.result), outcome.receipt, replayed=True)
         try:
-            return await call_next(context)
+            result = await call_next(context)
         except ToolTimeout:
-            # not refunded: a timed-out sync tool keeps running in its thread and may still do its work
-            # (queue a job, ...), so handing the call back would make it free to repeat
+            # kept open, not refunded: a timed-out sync tool keeps running in its thread and may still do
+            # its work (queue a job, ...); a retry after stale_after runs it again on the same charge
             raise
-        except Exception:
+        except BaseException:  # failed, or cancelled because the client went away: give the call back
             if outcome is not None:
-                await anyio.to_thread.run_sync(self.service.refund, outcome)
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self.service.refund, outcome)
             raise
+        if outcome is None:
+            return result
+        with anyio.CancelScope(shield=True):  # the result exists now: keep it for a retry even if cut off
+            await anyio.to_thread.run_sync(self.service.finish_call, outcome, _result_to_json(result))
+        return _with_receipt(result, outcome)
 
-    def _settle(self, tool: str, credential: str | None, client: str,
-                free_granted: bool) -> Receipt | ToolResult | None:
-        """Blocking part of a paid call (database, Lightning backend): a receipt for a spent credential,
-        ``None`` for a free call, or the ``payment_required`` / error result to answer with."""
+    def _settle(self, tool: str, credential: str | None, arguments: dict[str, Any] | None, client: str,
+                free_granted: bool) -> Receipt | Replay | ToolResult | None:
+        """Blocking part of a paid call (database, Lightning backend): a receipt to run on, a replay, ``None``
+        for a free call, or the ``payment_required`` / error result to answer with."""
         try:
             if credential is None:
                 if free_granted or self.service.free_call(client):
                     return None
                 return self._required(self.service.challenge(tool, client))
             try:
-                return self.service.spend(credential, tool)
+                return self.service.begin_call(credential, tool, arguments, self.stale_after)
             except InvalidCredential as exc:
                 return self._required(self.service.challenge(tool, client), str(exc))
+            except CallInProgress as exc:
+                return ToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True,
+                                  structured_content={"call_in_progress": {"tool": tool,
+                                                                           "retry_after": exc.retry_after}})
         except (PaymentsUnavailable, DatabaseUnavailable) as exc:
             return ToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
 
     @staticmethod
     def _required(challenge: PaymentChallenge, reason: str = "") -> ToolResult:
+        """The in-band challenge: the same JSON as structured content and as the text (x402 MCP transport)."""
         content = challenge.as_content(reason)
-        text = (f"Payment required: {challenge.amount_sat} sats for {challenge.calls} call(s) of "
-                f"{challenge.tool}{'; ' + reason if reason else ''}. Pay this invoice: {challenge.bolt11} then "
-                "retry with the credential 'L402 <macaroon>:<preimage>' (macaroon in structured content).")
-        return ToolResult(content=[TextContent(type="text", text=text)], structured_content=content, is_error=True)
+        return ToolResult(content=[TextContent(type="text", text=json.dumps(content))], structured_content=content,
+                          is_error=True)
+
+
+_CONTENT = TypeAdapter(list[ContentBlock])
+
+
+def _result_to_json(result: ToolResult) -> str:
+    return json.dumps({"content": _CONTENT.dump_python(result.content, mode="json", by_alias=True, exclude_none=True),
+                       "structured_content": result.structured_content, "is_error": result.is_error})
+
+
+def _result_from_json(text: str) -> ToolResult:
+    data = json.loads(text)
+    return ToolResult(content=_CONTENT.validate_python(data.get("content") or []),
+                      structured_content=data.get("structured_content"), is_error=bool(data.get("is_error")))
+
+
+def _with_receipt(result: ToolResult, receipt: Receipt, replayed: bool = False) -> ToolResult:
+    meta = {**(result.meta or {}), "l402/receipt": receipt.as_meta(replayed)}
+    return ToolResult(content=result.content, structured_content=result.structured_content, meta=meta,
+                      is_error=result.is_error)
+
+
+def register_prices(mcp: FastMCP, service: L402Service, mcp_path: str, http_routes: dict[str, str],
+                    public_url: str | None) -> None:
+    """The free ``get_prices`` tool and ``GET /.well-known/l402.json`` (the discovery manifest, CORS open)."""
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True,
+                                          openWorldHint=False))
+    def get_prices() -> offers.PriceList:
+        """The price of every paid tool before paying: sats per token, calls per token, how long a token
+        stays valid, and how to pay (L402: pay the BOLT11 invoice of the first call, repeat it with the
+        credential). Free."""
+        return offers.price_list(_prices(service), http_routes)
+
+    @mcp.custom_route("/.well-known/l402.json", methods=["GET"])
+    async def l402_manifest(request: Request) -> Response:
+        base = (public_url or str(request.base_url)).rstrip("/")
+        body = offers.manifest(_prices(service), mcp_path, http_routes, name=request.url.hostname or "sovereign-mcp",
+                               uri=base)
+        return JSONResponse(body, headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "max-age=300"})
+
+
+def _prices(service: L402Service) -> dict[str, Price]:
+    return {tool: price for tool in service.config.prices if (price := service.price(tool)) is not None}
 
 
 LNURL_COMMENT_CHARS = 280

@@ -155,6 +155,8 @@ async def read_arguments(request: Request, model: type[BaseModel], max_bytes: in
         raise HTTPProblem(400, f"invalid arguments: {summary}", details) from None
 
 
+PAID_ROUTES = {"/api/validate": "validate_quality"}  # plain HTTP route -> the paid tool it sells (HTTP 402)
+
 def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, diagnostics: DiagnosticsService,
                     settings: Settings, payments: L402Service | None = None) -> None:
     """Attach ``/health`` and ``/api/{search,article,tags,validate,diagnose}`` to ``mcp``'s HTTP app."""
@@ -205,7 +207,7 @@ def register_routes(mcp: FastMCP, service: BlogService, gates: GateService, diag
     json_route("/api/tags", TagsRequest, lambda a: api.list_tags(service.index, a.sort))
     json_route("/api/validate", ValidateRequest, lambda a: gates.gate().check(a.text, a.kind, a.rules),
                limit=max(settings.server.max_body_bytes, 2 * MAX_INPUT_BYTES),  # 2 MB of text, JSON-escaped
-               paid_tool="validate_quality", blocking=True)
+               paid_tool=PAID_ROUTES["/api/validate"], blocking=True)
     def diagnose(a: DiagnoseRequest) -> BaseModel:
         url = settings.diagnostics.sglang_url if a.probe else None
         if a.probe and not url:
