@@ -29,7 +29,7 @@ from sovereign_mcp.pipeline.store import JobStore, StaleClaim
 from tests.helpers import running_server
 from tests.pg_harness import fresh_database, postgres_url, terminate_connections
 from tests.test_pipeline import World
-from tests.test_workers import MCP_HEADERS, clean_env
+from tests.test_workers import clean_env
 
 FINISHED = ("done", "failed", "cancelled")
 
@@ -245,8 +245,6 @@ async def test_a_server_answers_503_and_clear_tool_errors_while_postgres_is_down
     (tmp_path / "corpus").mkdir()
     env = clean_env(**world.env(), SOVEREIGN_MCP_DATABASE_URL=pg,
                     SOVEREIGN_MCP_PAYMENTS__PRICES=json.dumps({"validate_quality": {"sats": 21, "calls": 1}}))
-    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "validate_quality", "arguments": {"text": "# a\n\nb\n", "kind": "article"}}}
     try:
         with running_server(env=env) as url:
             async with Client(f"{url}/mcp") as client:
@@ -254,15 +252,18 @@ async def test_a_server_answers_503_and_clear_tool_errors_while_postgres_is_down
                 with outage(pg):
                     async with httpx.AsyncClient(timeout=60) as http:
                         api = await http.get(f"{url}/api/validate", params={"text": "# a\n\nb\n"})
-                        guarded = await http.post(f"{url}/mcp", json=call, headers=MCP_HEADERS)
+                    paid = await client.call_tool("validate_quality", {"text": "# a\n\nb\n", "kind": "article"},
+                                                  raise_on_error=False)
                     result = await client.call_tool("pipeline_status", {"job_id": ticket.job_id},
                                                     raise_on_error=False)
-                for response in (api, guarded):
-                    assert response.status_code == 503, response.text
-                    assert int(response.headers["retry-after"]) > 0
-                    assert "database is unavailable" in response.json()["error"]
-                assert result.is_error and "database is unavailable" in result.content[0].text
-                assert "retry" in result.content[0].text
+                assert api.status_code == 503, api.text
+                assert int(api.headers["retry-after"]) > 0
+                assert "database is unavailable" in api.json()["error"]
+                # over MCP the paid tool answers in-band (payments.mcp_http_402 is off): a tool error, no 402
+                for answer in (paid, result):
+                    assert answer.is_error and "database is unavailable" in answer.content[0].text
+                    assert "retry" in answer.content[0].text
+                assert "payment_required" not in paid.content[0].text
                 # and it serves again once the database is back
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
