@@ -38,7 +38,7 @@ from hypothesis_jsonschema import from_schema
 
 from sovereign_mcp.config import load_settings
 from sovereign_mcp.search.service import BlogService
-from sovereign_mcp.server.app import build_mcp
+from sovereign_mcp.server.bootstrap import build_components, build_mcp
 from tests.helpers import isolated_env, running_server
 
 IN_MEMORY_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
@@ -186,7 +186,7 @@ def mcp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastMCP]:
                            auth={"enabled": False}, diagnostics={"sglang_url": None})
     service = BlogService(config)
     try:
-        yield build_mcp(service, payments=None)
+        yield build_mcp(build_components(service.settings, service, payments=None))
     finally:
         service.close()
 

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 from sovereign_mcp.payments.store import TokenStore
 from sovereign_mcp.search.service import BlogService
-from sovereign_mcp.server.app import build_http_app
+from sovereign_mcp.server.bootstrap import build_components, build_http_app
 from tests.helpers import isolated_settings, running_server
 
 pytestmark = pytest.mark.e2e
@@ -156,7 +156,7 @@ def app_for(corpus: Path, tmp_path: Path):
     def make(**payments: Any) -> TestClient:
         settings = isolated_settings(tmp_path, corpus={"paths": [corpus], "watch": False},
                                      data_dir=tmp_path / "data", payments=payments)
-        _, app = build_http_app(BlogService(settings), settings)
+        _, app = build_http_app(build_components(settings, BlogService(settings)))
         return TestClient(app, base_url="http://127.0.0.1:8002")
     return make
 

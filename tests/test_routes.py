@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from sovereign_mcp.config import Settings
 from sovereign_mcp.search.service import BlogService
-from sovereign_mcp.server.app import build_http_app
+from sovereign_mcp.server.bootstrap import build_components, build_http_app
 from tests.helpers import isolated_settings
 
 MEMORY_TEXT = " ".join(
@@ -56,7 +56,7 @@ def app_settings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Setting
     corpus = write_corpus(tmp / "corpus", ARTICLES)
     settings = make_settings(tmp, corpus, server={"max_body_bytes": 2048})
     service = BlogService(settings)
-    _, app = build_http_app(service, settings)
+    _, app = build_http_app(build_components(settings, service))
     return app, settings
 
 
@@ -240,7 +240,7 @@ def capped_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClie
     }
     corpus = write_corpus(tmp / "corpus", articles)
     settings = make_settings(tmp, corpus, search={"max_results": 3, "default_results": 2})
-    _, app = build_http_app(BlogService(settings), settings)
+    _, app = build_http_app(build_components(settings, BlogService(settings)))
     with TestClient(app) as c:
         yield c
 
@@ -419,7 +419,7 @@ def test_foreign_host_rejected_when_bound_to_loopback(app_settings: tuple[Any, S
 def test_configured_allowed_hosts_enforced(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus", {"beta.md": ARTICLES["beta.md"]})
     settings = make_settings(tmp_path, corpus, server={"allowed_hosts": ["blog.example"]})
-    _, app = build_http_app(BlogService(settings), settings)
+    _, app = build_http_app(build_components(settings, BlogService(settings)))
     with TestClient(app) as c:  # scope server is "testserver": the explicit list still applies
         assert c.get("/health", headers={"host": "evil.example.com"}).status_code == 421
         assert c.post("/mcp", json={}, headers={"host": "evil.example.com"}).status_code == 421

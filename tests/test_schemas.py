@@ -12,7 +12,7 @@ from fastmcp.server.middleware.dereference import DereferenceRefsMiddleware
 
 from sovereign_mcp.config import Settings
 from sovereign_mcp.search.service import BlogService
-from sovereign_mcp.server.app import build_mcp
+from sovereign_mcp.server.bootstrap import build_components, build_mcp
 from sovereign_mcp.server.schemas import CachedDereferenceMiddleware
 
 
@@ -25,7 +25,7 @@ async def test_cached_listing_equals_fastmcps_dereferencing(tmp_path: Path) -> N
     settings = Settings(data_dir=tmp_path / "data", corpus={"watch": False}, auth={"enabled": False})
     service = BlogService(settings)
     try:
-        mcp = build_mcp(service)
+        mcp = build_mcp(build_components(service.settings, service))
         (ours,) = [m for m in mcp.middleware if isinstance(m, CachedDereferenceMiddleware)]
         first, second = await listing(mcp), await listing(mcp)
         assert first == second and ours._inlined  # the second listing came from the cache

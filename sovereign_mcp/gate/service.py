@@ -38,9 +38,9 @@ class GateService:
     snapshot), so this module does not depend on the search engine.
     """
 
-    def __init__(self, settings: Settings, articles=lambda: ()) -> None:
+    def __init__(self, settings: Settings, articles=lambda: (), kb: KnowledgeBase | None = None) -> None:
         self.settings = settings
-        self.kb = load_kb(settings.kb.paths)
+        self.kb = kb if kb is not None else load_kb(settings.kb.paths)  # bootstrap hands in the shared KB
         self._articles = articles
         self._lock = threading.Lock()
         self._source: object = None

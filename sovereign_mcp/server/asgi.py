@@ -82,18 +82,13 @@ def create_app() -> ASGIApp:
         sovereign_mcp.config.ConfigError: invalid settings (only when loaded here, not exported).
         DatabaseUnavailable: ``database_url`` names a PostgreSQL server that cannot be reached.
     """
-    from sovereign_mcp.cli import _setup_logging  # the same log format as the parent
-    from sovereign_mcp.search.service import BlogService
-    from sovereign_mcp.server.app import build_http_app
+    from sovereign_mcp.observability.logs import setup_logging
+    from sovereign_mcp.server.bootstrap import build_http_app, serving_components
 
     settings = worker_settings()
-    _setup_logging(settings.log_level, settings.observability.log_format)
-    if settings.server.workers > 1:
-        settings.server.stateless_http = True
-    service = BlogService(settings)
-    if settings.corpus.watch:
-        service.start_watching()
-    atexit.register(service.close)
-    _, app = build_http_app(service, settings)
-    log.info("worker %d ready: %s articles", os.getpid(), service.health()["articles"])
+    setup_logging(settings.log_level, settings.observability.log_format)  # the parent's log format
+    components = serving_components(settings)
+    atexit.register(components.close)
+    _, app = build_http_app(components)
+    log.info("worker %d ready: %s articles", os.getpid(), components.blog.health()["articles"])
     return app

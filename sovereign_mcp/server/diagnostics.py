@@ -4,14 +4,14 @@ from typing import Annotated
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
-from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from sovereign_mcp.auth.verifier import caller_is_operator
 from sovereign_mcp.diagnostics.engine import MAX_LOG_BYTES, DiagnoseInputError, DiagnosisReport
 from sovereign_mcp.diagnostics.service import DiagnosticsService
+from sovereign_mcp.server.annotations import READ_ONLY
 
-DIAGNOSE = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+DIAGNOSE = READ_ONLY
 
 Log = Annotated[str | None, Field(max_length=MAX_LOG_BYTES, description="Pasted SGLang log text, up to 1 MB.")]
 Command = Annotated[

@@ -24,7 +24,7 @@ from fastmcp import FastMCP
 from fastmcp.server.dependencies import get_http_headers, get_http_request
 from fastmcp.server.middleware import Middleware, MiddlewareContext
 from fastmcp.tools.base import ToolResult
-from mcp.types import ContentBlock, TextContent, ToolAnnotations
+from mcp.types import ContentBlock, TextContent
 from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -46,6 +46,7 @@ from sovereign_mcp.payments.service import (
     Replay,
     client_key,
 )
+from sovereign_mcp.server.annotations import READ_ONLY
 from sovereign_mcp.server.jsonrpc import (
     INVALID_REQUEST,
     BodyTooLarge,
@@ -296,8 +297,7 @@ def register_prices(mcp: FastMCP, service: L402Service, mcp_path: str, http_rout
                     public_url: str | None) -> None:
     """The free ``get_prices`` tool and ``GET /.well-known/l402.json`` (the discovery manifest, CORS open)."""
 
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True,
-                                          openWorldHint=False))
+    @mcp.tool(annotations=READ_ONLY)
     def get_prices() -> offers.PriceList:
         """The price of every paid tool before paying: sats per token, calls per token, how long a token
         stays valid, and how to pay (L402: pay the BOLT11 invoice of the first call, repeat it with the

@@ -20,19 +20,16 @@ from fastmcp.exceptions import ResourceError, ToolError
 from fastmcp.resources import ResourceContent, ResourceResult
 from fastmcp.server.providers import Provider
 from fastmcp.tools import ToolResult
-from mcp.types import ResourceLink, TextContent, ToolAnnotations
+from mcp.types import ResourceLink, TextContent
 from pydantic import Field, TypeAdapter
 
 from sovereign_mcp.auth.verifier import operator_only
-from sovereign_mcp.gate.service import GateService
 from sovereign_mcp.pipeline.models import JobKind, JobList, JobStatus, JobTicket
 from sovereign_mcp.pipeline.service import PipelineInputError, PipelineService
 from sovereign_mcp.pipeline.store import ArtifactNotFound, JobNotFound
-from sovereign_mcp.search.service import BlogService
+from sovereign_mcp.server.annotations import CANCELS, READ_ONLY, STARTS_WORK
 
-TRIGGER = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
-CANCEL = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False)
-READ = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+TRIGGER, CANCEL, READ = STARTS_WORK, CANCELS, READ_ONLY
 FINISHED = ("done", "failed", "cancelled")
 
 KindArg = Annotated[JobKind, Field(description="'article', 'podcast', 'hero_image' or 'full' (all three).")]
@@ -52,11 +49,6 @@ L402Arg = Annotated[str | None, Field(max_length=8000, description=(
     "Paid tool: the credential 'L402 <macaroon>:<hex preimage>' after paying, for clients that cannot "
     "send an Authorization header or request _meta."))]
 STATUS_SCHEMA = TypeAdapter(JobStatus).json_schema(mode="serialization")
-
-
-def pipeline_service_for(service: BlogService, gates: GateService) -> PipelineService:
-    """The pipeline over ``service.settings``, with sources and gate facts from the live corpus."""
-    return PipelineService(service.settings, gates=gates, articles=lambda: service.index.articles)
 
 
 class _WorkerLifespan(Provider):

@@ -8,15 +8,15 @@ from typing import Annotated, Literal
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ResourceError, ToolError
-from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from sovereign_mcp.gate.engine import MAX_INPUT_BYTES, GateInputError
 from sovereign_mcp.gate.report import GateReport, Kind
 from sovereign_mcp.gate.service import GateService
 from sovereign_mcp.kb.prompts import build_prompt
+from sovereign_mcp.server.annotations import READ_ONLY
 
-CHECK = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+CHECK = READ_ONLY
 
 Text = Annotated[str, Field(max_length=MAX_INPUT_BYTES, description="The article or script (Markdown), up to 2 MB.")]
 KindArg = Annotated[Kind, Field(description="'article' or 'podcast' (a 'SPEAKER: text' script).")]

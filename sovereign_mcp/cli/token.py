@@ -9,9 +9,12 @@ import json
 import sys
 import time
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from sovereign_mcp.auth.tokens import SCOPES, OperatorTokenStore, TokenInputError
-from sovereign_mcp.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from sovereign_mcp.config import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser,
@@ -40,6 +43,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     Raises:
         ConfigError: bad ``--expires-days`` or label (exit 2).
     """
+    from sovereign_mcp.config import ConfigError
+
     store = OperatorTokenStore.for_settings(settings.data_dir, settings.database_url)
     try:
         if args.token_command == "create":
@@ -79,3 +84,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     finally:
         store.close()
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """``token``: the settings from the config and flags, then :func:`run`."""
+    from sovereign_mcp.cli.common import settings_from  # the settings models load only when a token command runs
+
+    return run(args, settings_from(args))
