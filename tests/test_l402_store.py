@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from sovereign_mcp.payments.backends.dev import DevBackend
-from sovereign_mcp.payments.service import InvalidCredential, L402Service, client_key
+from sovereign_mcp.payments.service import InvalidCredential, L402Service, allowance_key
 from sovereign_mcp.payments.store import TokenRecord, TokenStore
 from tests.helpers import isolated_settings
 from tests.pg_harness import postgres_url
@@ -243,28 +243,28 @@ def test_tokens_listing(store: TokenStore) -> None:
 # -- free allowance --------------------------------------------------------------------------------
 
 def test_client_key_masks_ipv4_24_and_ipv6_48() -> None:
-    assert client_key("192.168.7.9") == client_key("192.168.7.200") == "192.168.7.0/24"
-    assert client_key("192.168.8.9") != client_key("192.168.7.9")
-    assert client_key("2001:db8:1:2::1") == client_key("2001:db8:1:ffff::1") == "2001:db8:1::/48"
-    assert client_key("2001:db8:2::1") != client_key("2001:db8:1::1")
-    assert client_key("127.0.0.1") == "127.0.0.0/24"
-    assert client_key(None) == client_key("") == "local"
-    assert client_key("not-an-ip") == "not-an-ip"
+    assert allowance_key("192.168.7.9") == allowance_key("192.168.7.200") == "192.168.7.0/24"
+    assert allowance_key("192.168.8.9") != allowance_key("192.168.7.9")
+    assert allowance_key("2001:db8:1:2::1") == allowance_key("2001:db8:1:ffff::1") == "2001:db8:1::/48"
+    assert allowance_key("2001:db8:2::1") != allowance_key("2001:db8:1::1")
+    assert allowance_key("127.0.0.1") == "127.0.0.0/24"
+    assert allowance_key(None) == allowance_key("") == "local"
+    assert allowance_key("not-an-ip") == "not-an-ip"
 
 
 def test_take_free_per_client_bucket_per_day(store: TokenStore) -> None:
     day = "2026-05-13"
-    near, near2, far = client_key("192.168.7.9"), client_key("192.168.7.200"), client_key("192.168.8.1")
+    near, near2, far = allowance_key("192.168.7.9"), allowance_key("192.168.7.200"), allowance_key("192.168.8.1")
     assert store.take_free(near, day, 2)
     assert store.take_free(near2, day, 2)
     assert not store.take_free(near, day, 2), "the /24 shares one allowance"
     assert not store.take_free(near2, day, 2)
     assert store.take_free(far, day, 2)
     assert store.take_free(near, "2026-05-14", 2), "a new day, a new allowance"
-    v6a, v6b = client_key("2001:db8:1:2::1"), client_key("2001:db8:1:ffff::1")
+    v6a, v6b = allowance_key("2001:db8:1:2::1"), allowance_key("2001:db8:1:ffff::1")
     assert store.take_free(v6a, day, 1)
     assert not store.take_free(v6b, day, 1)
-    assert not store.take_free(client_key("10.0.0.1"), day, 0), "no allowance configured"
+    assert not store.take_free(allowance_key("10.0.0.1"), day, 0), "no allowance configured"
 
 
 def test_take_free_is_atomic(store: TokenStore) -> None:
@@ -276,9 +276,9 @@ def test_service_free_call_uses_configured_allowance(tmp_path: Path) -> None:
     settings = isolated_settings(tmp_path, data_dir=tmp_path / "data", payments={"free_calls_per_day": 2})
     store = TokenStore(tmp_path / "data" / "l402.sqlite3")
     service = L402Service(settings, store, DevBackend(store, tmp_path / "data" / "node.key"))
-    a, b = client_key("203.0.113.5"), client_key("203.0.113.77")
+    a, b = allowance_key("203.0.113.5"), allowance_key("203.0.113.77")
     assert [service.free_call(a), service.free_call(b), service.free_call(a)] == [True, True, False]
-    assert service.free_call(client_key("198.51.100.1"))
+    assert service.free_call(allowance_key("198.51.100.1"))
 
 
 # -- stats -----------------------------------------------------------------------------------------

@@ -117,54 +117,52 @@ class Limits:
     valid_until: int | None
 
 
+def caveat_failure(predicate: str, tool: str, now: int, seen: dict[str, list[int]] | None = None) -> str | None:
+    """Why the first-party caveat ``predicate`` (``name=value``) refuses a call of ``tool`` at unix time
+    ``now``, or ``None`` when it allows it: the check and its reason in one place, as Aperture's
+    ``l402/satisfier.go`` keeps each satisfier's rule and error together.
+
+    ``seen`` collects the numeric values of ``valid_until`` / ``max_calls`` caveats (the narrowest wins). An
+    unknown caveat allows the call (another service's, or a newer one).
+    """
+    name, _, value = predicate.partition("=")
+    name, value = name.strip(), value.strip()
+    if name == "services":
+        if SERVICE in {v.split(":")[0].strip() for v in value.split(",")}:
+            return None
+        return f"token is for another service ({value})"
+    if name == CAPABILITIES:
+        return None if tool in {c.strip() for c in value.split(",")} else (
+            f"token does not cover tool {tool!r} (it covers {value})")
+    if name in (VALID_UNTIL, MAX_CALLS):
+        if not (value.isascii() and value.isdigit()):
+            return f"malformed caveat {name}={value!r}"
+        if seen is not None:
+            seen.setdefault(name, []).append(int(value))
+        if name == VALID_UNTIL:
+            return None if now < int(value) else "token expired"
+        return None if int(value) > 0 else "token allows no calls"
+    return None
+
+
 def verify(macaroon: Macaroon, root_key: bytes, tool: str, now: int) -> Limits:
     """Check the signature and the caveats for a call of ``tool`` at unix time ``now``.
 
     Raises:
-        MacaroonError: bad signature, wrong service, tool not allowed, expired, malformed caveat.
+        MacaroonError: bad signature, wrong service, tool not allowed, expired, malformed caveat (the most
+            specific reason: pymacaroons reports every failure alike).
     """
-    seen_calls: list[int] = []
-    seen_until: list[int] = []
-
-    def satisfied(predicate: str) -> bool:
-        name, _, value = predicate.partition("=")
-        name, value = name.strip(), value.strip()
-        if name == "services":
-            return any(s.split(":")[0].strip() == SERVICE for s in value.split(","))
-        if name == CAPABILITIES:
-            return tool in {c.strip() for c in value.split(",")}
-        if name == VALID_UNTIL:
-            if not (value.isascii() and value.isdigit()):
-                return False
-            seen_until.append(int(value))
-            return now < int(value)
-        if name == MAX_CALLS:
-            if not (value.isascii() and value.isdigit()):
-                return False
-            seen_calls.append(int(value))
-            return int(value) > 0
-        return True  # an unknown caveat is ignored (another service's, or a newer one)
-
+    seen: dict[str, list[int]] = {}
     verifier = Verifier()
-    verifier.satisfy_general(satisfied)
+    verifier.satisfy_general(lambda predicate: caveat_failure(predicate, tool, now, seen) is None)
     try:
         verifier.verify(macaroon, root_key)
     except MacaroonException:
-        raise MacaroonError(_reason(macaroon, tool, now)) from None
-    return Limits(min(seen_calls) if seen_calls else None, min(seen_until) if seen_until else None)
+        reasons = (caveat_failure(_text(c.caveat_id), tool, now) for c in macaroon.first_party_caveats())
+        raise MacaroonError(next((r for r in reasons if r), "macaroon signature does not verify")) from None
+    calls, until = seen.get(MAX_CALLS), seen.get(VALID_UNTIL)
+    return Limits(min(calls) if calls else None, min(until) if until else None)
 
 
-def _reason(macaroon: Macaroon, tool: str, now: int) -> str:
-    """The most specific reason a macaroon failed (pymacaroons reports every failure alike)."""
-    for caveat in macaroon.first_party_caveats():
-        raw = caveat.caveat_id
-        name, _, value = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw).partition("=")
-        if name == CAPABILITIES and tool not in {c.strip() for c in value.split(",")}:
-            return f"token does not cover tool {tool!r} (it covers {value})"
-        if name == VALID_UNTIL and (value.isascii() and value.isdigit()) and int(value) <= now:
-            return "token expired"
-        if name == MAX_CALLS and not ((value.isascii() and value.isdigit()) and int(value) > 0):
-            return "token allows no calls"
-        if name == "services" and SERVICE not in {v.split(":")[0].strip() for v in value.split(",")}:
-            return f"token is for another service ({value})"
-    return "macaroon signature does not verify"
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw

@@ -116,8 +116,9 @@ def _used_up(limit: int) -> str:
     return f"token used up ({limit} call{'s' if limit > 1 else ''})"
 
 
-def client_key(ip: str | None) -> str:
-    """The client bucket for free allowances: IPv4 masked to /24, IPv6 to /48 (as Aperture does)."""
+def allowance_key(ip: str | None) -> str:
+    """The client bucket for free allowances: IPv4 masked to /24, IPv6 to /48 (as Aperture does). Not the
+    rate limiter's bucket (:func:`sovereign_mcp.ratelimit.client_key`: one IPv4 address, an IPv6 /64)."""
     if not ip:
         return "local"
     try:

@@ -44,7 +44,7 @@ from sovereign_mcp.payments.service import (
     PaymentsUnavailable,
     Receipt,
     Replay,
-    client_key,
+    allowance_key,
 )
 from sovereign_mcp.server.annotations import READ_ONLY
 from sovereign_mcp.server.jsonrpc import (
@@ -91,7 +91,7 @@ def unavailable_response(exc: PaymentsUnavailable | DatabaseUnavailable) -> JSON
 def _client(scope_or_request: Any) -> str:
     client = scope_or_request.client if isinstance(scope_or_request, Request) else scope_or_request.get("client")
     host = client[0] if client else None
-    return client_key(host)
+    return allowance_key(host)
 
 
 def authorize_http(service: L402Service, request: Request, tool: str) -> tuple[Response | None, Receipt | None]:
