@@ -48,6 +48,8 @@ def _print_job(status: Any, service: Any) -> None:
 
 
 def _follow(service: Any, job_id: str, as_json: bool) -> int:
+    from sovereign_mcp.pipeline.models import FINISHED
+
     service.start_worker()  # stands by while another process (the server) holds the worker lock
     last = None
     try:
@@ -57,7 +59,7 @@ def _follow(service: Any, job_id: str, as_json: bool) -> int:
             if line != last and not as_json:
                 print(line, flush=True)
                 last = line
-            if status.state in ("done", "failed", "cancelled"):
+            if status.state in FINISHED:
                 break
             time.sleep(0.2)
     except KeyboardInterrupt:

@@ -8,7 +8,7 @@ the finished article. Steps that need the same GPU service can therefore be batc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
@@ -18,7 +18,9 @@ JobKind = Literal["article", "podcast", "hero_image", "full"]
 JOB_KINDS: tuple[JobKind, ...] = ("article", "podcast", "hero_image", "full")
 JobState = Literal["queued", "running", "waiting", "done", "failed", "cancelled"]
 StepState = Literal["pending", "running", "done", "failed", "cancelled"]
-FINISHED: tuple[str, ...] = ("done", "failed", "cancelled")
+JOB_STATES: tuple[JobState, ...] = get_args(JobState)
+ACTIVE_STATES: tuple[JobState, ...] = ("queued", "running", "waiting")
+FINISHED: tuple[JobState, ...] = ("done", "failed", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from sovereign_mcp.gpu.manager import GPUServiceManager
 from sovereign_mcp.inference.client import ChatClient
 from sovereign_mcp.pipeline.config import ROLES, JobOptions
 from sovereign_mcp.pipeline.media import ComfyUIClient, VoxtralClient, find_ffmpeg
-from sovereign_mcp.pipeline.models import JOB_KINDS, KIND_STEPS, JobList, JobStatus, JobTicket
+from sovereign_mcp.pipeline.models import FINISHED, JOB_KINDS, KIND_STEPS, JobList, JobStatus, JobTicket
 from sovereign_mcp.pipeline.store import JOB_ID_RE, JobNotFound, JobStore
 from sovereign_mcp.pipeline.worker import PipelineWorker
 
@@ -214,8 +214,7 @@ class PipelineService:
     def run_until_finished(self, job_id: str) -> JobStatus:
         """Run the worker in this thread until ``job_id`` is finished (if another process holds the worker
         lock, just wait for it)."""
-        finished = ("done", "failed", "cancelled")
-        self.worker.run(until=lambda: self.store.job_row(job_id)["state"] in finished)
+        self.worker.run(until=lambda: self.store.job_row(job_id)["state"] in FINISHED)
         return self.status(job_id)
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from sovereign_mcp.inference.client import ChatClient
 from sovereign_mcp.kb.loader import KnowledgeBase
 from sovereign_mcp.kb.models import KIND_SCOPES
 from sovereign_mcp.kb.prompts import build_prompt, render_rules
+from sovereign_mcp.pipeline.artifacts import sha256_file, write_atomic
 from sovereign_mcp.pipeline.config import JobOptions, PipelineSettings
 from sovereign_mcp.pipeline.media import (
     ComfyUIClient,
@@ -38,7 +39,7 @@ from sovereign_mcp.pipeline.media import (
     wav_params,
 )
 from sovereign_mcp.pipeline.models import GateAttempt
-from sovereign_mcp.pipeline.store import JobStore, sha256_file, write_atomic
+from sovereign_mcp.pipeline.store import JobStore
 
 SYSTEM = ("You write for a solo operator's engineering blog and podcast about running a self-hosted AI stack. "
           "Follow the knowledge-base rules in the request exactly. Answer with the requested text only: no "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import anyio
 from fastmcp import Context, FastMCP
@@ -24,13 +24,12 @@ from mcp.types import ResourceLink, TextContent
 from pydantic import Field, TypeAdapter
 
 from sovereign_mcp.auth.verifier import operator_only
-from sovereign_mcp.pipeline.models import JobKind, JobList, JobStatus, JobTicket
+from sovereign_mcp.pipeline.models import FINISHED, JobKind, JobList, JobState, JobStatus, JobTicket
 from sovereign_mcp.pipeline.service import PipelineInputError, PipelineService
 from sovereign_mcp.pipeline.store import ArtifactNotFound, JobNotFound
 from sovereign_mcp.server.annotations import CANCELS, READ_ONLY, STARTS_WORK
 
 TRIGGER, CANCEL, READ = STARTS_WORK, CANCELS, READ_ONLY
-FINISHED = ("done", "failed", "cancelled")
 
 KindArg = Annotated[JobKind, Field(description="'article', 'podcast', 'hero_image' or 'full' (all three).")]
 TopicArg = Annotated[str, Field(min_length=1, max_length=2000, description="What the piece is about.")]
@@ -42,8 +41,7 @@ Options = Annotated[dict[str, Any] | None, Field(max_length=20, description=(
 JobId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The job id.")]
 Wait = Annotated[float, Field(ge=0, le=300, description="Wait up to this many seconds for the job to finish, "
                               "reporting progress meanwhile (0 = answer at once).")]
-StateArg = Annotated[Literal["queued", "running", "waiting", "done", "failed", "cancelled"] | None,
-                     Field(description="Only jobs in this state.")]
+StateArg = Annotated[JobState | None, Field(description="Only jobs in this state.")]
 Limit = Annotated[int, Field(ge=1, le=500)]
 L402Arg = Annotated[str | None, Field(max_length=8000, description=(
     "Paid tool: the credential 'L402 <macaroon>:<hex preimage>' after paying, for clients that cannot "
