@@ -6,7 +6,6 @@ Used by the MCP tools (``sovereign_mcp.server.pipeline``) and the CLI (``soverei
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from sovereign_mcp.gate.service import GateService
 from sovereign_mcp.gpu.manager import GPUServiceManager
 from sovereign_mcp.inference.client import ChatClient
 from sovereign_mcp.pipeline.config import ROLES, JobOptions
-from sovereign_mcp.pipeline.media import ComfyUIClient, VoxtralClient, find_ffmpeg
+from sovereign_mcp.pipeline.deps import PipelineDeps
+from sovereign_mcp.pipeline.media import find_ffmpeg
 from sovereign_mcp.pipeline.models import FINISHED, JOB_KINDS, KIND_STEPS, JobList, JobStatus, JobTicket
 from sovereign_mcp.pipeline.store import JOB_ID_RE, JobNotFound, JobStore
 from sovereign_mcp.pipeline.worker import PipelineWorker
@@ -57,74 +57,28 @@ class PipelineService:
         self.config = settings.pipeline
         self.store = JobStore(settings.data_dir, database_url=settings.database_url)
         self._articles = articles or (lambda: ())
-        self._gates = gates
-        self._chat = chat
-        self._gpu = gpu
-        self._lock = threading.Lock()
-        for role, name in self.config.services.items():
-            try:
-                settings.gpu.service(name)
-            except KeyError:
-                raise PipelineInputError(f"pipeline.services.{role} names {name!r}, which is not in [[gpu.services]]")\
-                    from None
-        self.worker = PipelineWorker(self)
+        try:
+            self.deps = PipelineDeps(settings, self.store, gates=gates, articles=self._articles, chat=chat, gpu=gpu)
+        except ValueError as exc:
+            raise PipelineInputError(str(exc)) from None
+        self.worker = PipelineWorker(self.deps)
 
-    # -- collaborators (lazy) -------------------------------------------------------------------------
+    # -- collaborators (built on first use, shared with the worker) ------------------------------------
     @property
     def gates(self) -> GateService:
-        with self._lock:
-            if self._gates is None:
-                self._gates = GateService(self.settings, self._articles)
-            return self._gates
+        return self.deps.gates
 
     @property
     def chat(self) -> ChatClient:
-        with self._lock:
-            if self._chat is None:
-                self._chat = ChatClient(self.settings.inference)
-            return self._chat
+        return self.deps.chat
 
     @property
     def gpu(self) -> GPUServiceManager:
-        with self._lock:
-            if self._gpu is None:
-                self._gpu = GPUServiceManager(self.settings.gpu, self.settings.data_dir)
-            return self._gpu
-
-    def voxtral_client(self) -> VoxtralClient:
-        return VoxtralClient(self.config.voxtral_url, self.config.voxtral_model, timeout=self.config.tts_timeout,
-                             retries=self.config.http_retries)
-
-    def comfyui_client(self) -> ComfyUIClient:
-        return ComfyUIClient(self.config.comfyui_url, retries=self.config.http_retries)
+        return self.deps.gpu
 
     def gpu_service_for(self, role: str | None) -> str | None:
         """The ``[[gpu.services]]`` name that serves ``role``, or ``None`` when it is not managed."""
-        if role is None or not self.config.manage_gpu:
-            return None
-        if role in self.config.services:
-            return self.config.services[role]  # type: ignore[index]
-        for service in self.settings.gpu.services:
-            if service.kind == role:
-                return service.name
-        return None
-
-    def running_role(self) -> str | None:
-        """The role of the GPU service the manager records ``running`` (``None`` if none or unmanaged)."""
-        if not self.config.manage_gpu:
-            return None
-        names = {self.gpu_service_for(role): role for role in ROLES}
-        names.pop(None, None)
-        if not names:
-            return None
-        try:
-            status = self.gpu.status()
-        except Exception:  # status is advisory here
-            return None
-        for service in status.services:
-            if service.state == "running" and service.name in names:
-                return names[service.name]
-        return None
+        return self.deps.gpu_service_for(role)
 
     # -- jobs -----------------------------------------------------------------------------------------
     def _sources(self, slugs: list[str]) -> str:
@@ -219,6 +173,5 @@ class PipelineService:
 
     def close(self) -> None:
         self.worker.stop()
-        if self._chat is not None:
-            self._chat.close()
+        self.deps.close()
         self.store.close()

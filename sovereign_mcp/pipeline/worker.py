@@ -29,19 +29,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from sovereign_mcp.gpu.manager import GPUError, Lease, ServiceBusyError
 from sovereign_mcp.inference.errors import InferenceRequestError, InferenceUnavailable
 from sovereign_mcp.pipeline.config import JobOptions
+from sovereign_mcp.pipeline.deps import PipelineDeps
 from sovereign_mcp.pipeline.media import MediaError
 from sovereign_mcp.pipeline.models import KIND_STEPS, RETRY_GROUPS, GateAttempt, spec_of
 from sovereign_mcp.pipeline.scheduler import choose
 from sovereign_mcp.pipeline.steps import RUNNERS, GateAborted, Interrupted, StepContext, StepFailed
 from sovereign_mcp.pipeline.store import Candidate, StaleClaim
-
-if TYPE_CHECKING:
-    from sovereign_mcp.pipeline.service import PipelineService
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +48,13 @@ GPU_RETRY_SECONDS = 60.0
 
 
 class PipelineWorker:
-    """Runs the queue of one :class:`PipelineService`; :meth:`start` for a thread, :meth:`run` in the foreground."""
+    """Runs the job queue of ``deps.store`` with the collaborators in ``deps``; :meth:`start` for a thread,
+    :meth:`run` in the foreground."""
 
-    def __init__(self, service: PipelineService) -> None:
-        self.service = service
-        self.store = service.store
-        self.config = service.settings.pipeline
+    def __init__(self, deps: PipelineDeps) -> None:
+        self.deps = deps
+        self.store = deps.store
+        self.config = deps.config
         self._lock = self.store.worker_lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -171,18 +169,18 @@ class PipelineWorker:
     def _ensure_lease(self, role: str, job_id: str) -> None:
         """Hold a lease on the GPU service of ``role`` (switching services if needed). Raises :class:`GPUError`."""
         self._last_role = role
-        name = self.service.gpu_service_for(role)
+        name = self.deps.gpu_service_for(role)
         if name is None or self._lease_role == role:
             return
         self._release()
-        self._lease = self.service.gpu.acquire(name, job_id)
+        self._lease = self.deps.gpu.acquire(name, job_id)
         self._lease_role = role
 
     def current_role(self) -> str | None:
         """The GPU role now loaded: the leased one, else the one the GPU manager records running."""
         role = self._lease_role
         if role is None:
-            running = self.service.running_role()
+            running = self.deps.running_role()
             role = running if running is not None else self._last_role
         if role != self._seen_role:
             self._seen_role, self._role_since = role, time.time()
@@ -221,7 +219,7 @@ class PipelineWorker:
                 log.warning("pipeline: cannot start the SGLang service while waiting for inference: %s", exc)
         poll = self.config.inference_poll_seconds
         try:
-            name = self.service.chat.wait_until_available(poll_seconds=poll, timeout=poll)
+            name = self.deps.chat.wait_until_available(poll_seconds=poll, timeout=poll)
         except InferenceUnavailable as exc:
             self._inference_down = str(exc)
             return
@@ -230,13 +228,13 @@ class PipelineWorker:
         self.store.resume_waiting(f"inference provider {name} is available again")
 
     def _run(self, pick: Candidate) -> None:
-        service = self.service
+        deps = self.deps
         row = self.store.job_row(pick.job_id)
         kind = row["kind"]
         spec = spec_of(kind, pick.step)
         total = len(KIND_STEPS[kind])
         label = f"step {pick.index + 1} of {total}: {spec.title}"
-        gpu_name = service.gpu_service_for(spec.service) if spec.service else None
+        gpu_name = deps.gpu_service_for(spec.service) if spec.service else None
         if not self.store.claim(pick.job_id, pick.step, gpu_name or spec.service, label, epoch=self._epoch):
             return
         job_id, step = pick.job_id, pick.step
@@ -256,8 +254,8 @@ class PipelineWorker:
             job_id=job_id, kind=kind, topic=row["topic"], sources=row["sources"],
             options=JobOptions.model_validate(row["options"]), attempts=row["attempts"],
             gate_history=[GateAttempt.model_validate(g) for g in row["gate"]], outputs=self.store.outputs(job_id),
-            settings=self.config, store=self.store, kb=service.gates.kb, gate=service.gates.gate, chat=service.chat,
-            voxtral=service.voxtral_client, comfyui=service.comfyui_client,
+            settings=self.config, store=self.store, kb=deps.gates.kb, gate=deps.gates.gate, chat=deps.chat,
+            voxtral=deps.voxtral_client, comfyui=deps.comfyui_client,
             progress=lambda message: self.store.set_message(job_id, f"{label}: {message}"),
             should_stop=self._should_stop, epoch=self._epoch)
         try:
