@@ -25,7 +25,7 @@ import tracemalloc
 from pathlib import Path
 
 from sovereign_mcp.config import load_settings
-from sovereign_mcp.corpus import load_corpus
+from sovereign_mcp.corpus.loader import load_corpus
 from sovereign_mcp.gate.service import GateService
 
 REPO = Path(__file__).resolve().parents[1]

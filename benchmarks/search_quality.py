@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from sovereign_mcp.config import SearchSettings
-from sovereign_mcp.corpus import Article, load_corpus
-from sovereign_mcp.corpus.models import Corpus
+from sovereign_mcp.corpus.loader import load_corpus
+from sovereign_mcp.corpus.models import Article, Corpus
 from sovereign_mcp.search import api
 from sovereign_mcp.search.embeddings import embedder_for
 from sovereign_mcp.search.index import SearchIndex

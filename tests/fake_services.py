@@ -218,7 +218,8 @@ class Sampler:
 # -- a second manager in another process (multiprocessing target) --------------------------------
 def child_acquire(settings_json: str, data_dir: str, name: str, hold: float, done: object) -> None:
     """Acquire ``name`` with a fresh manager in this (child) process, hold it ``hold`` s, release."""
-    from sovereign_mcp.gpu import GPUServiceManager, GPUSettings
+    from sovereign_mcp.gpu.config import GPUSettings
+    from sovereign_mcp.gpu.manager import GPUServiceManager
 
     manager = GPUServiceManager(GPUSettings.model_validate_json(settings_json), Path(data_dir))
     with manager.acquire(name, job_id=f"child-{os.getpid()}"):

@@ -117,8 +117,7 @@ def test_circle_finder_finds_a_circle() -> None:
 
 
 @pytest.mark.parametrize("leaf", [
-    pytest.param("sovereign_mcp.config",
-                 marks=pytest.mark.xfail(strict=True, reason="gpu/ and inference/ re-export engines")),
+    "sovereign_mcp.config",
     "sovereign_mcp.paths",
 ])
 def test_leaves_import_no_engine(leaf: str) -> None:

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from sovereign_mcp.gpu import (
+from sovereign_mcp.gpu.config import GPUServiceSettings, GPUSettings
+from sovereign_mcp.gpu.launcher import group_members, read_pidfile
+from sovereign_mcp.gpu.manager import (
     CommandResult,
     GPUEvent,
     GPUServiceManager,
-    GPUServiceSettings,
-    GPUSettings,
     Lease,
     MemoryGuardError,
     Readiness,
@@ -38,7 +38,6 @@ from sovereign_mcp.gpu import (
     http_probe,
     read_mem_available_gb,
 )
-from sovereign_mcp.gpu.launcher import group_members, read_pidfile
 from tests.fake_services import FakeStack, Sampler, child_acquire
 from tests.helpers import free_port
 

@@ -18,9 +18,6 @@ import pytest
 from pydantic import ValidationError
 
 from sovereign_mcp.inference import (
-    BreakerState,
-    ChatClient,
-    CircuitBreaker,
     InferenceDeadlineExceeded,
     InferenceRequestError,
     InferenceSettings,
@@ -28,8 +25,10 @@ from sovereign_mcp.inference import (
     ProviderSettings,
     SovereigntyError,
     is_local_host,
-    merge_consecutive_roles,
 )
+from sovereign_mcp.inference.breaker import BreakerState, CircuitBreaker
+from sovereign_mcp.inference.client import ChatClient
+from sovereign_mcp.inference.messages import merge_consecutive_roles
 from tests.fake_llm import ROLES_MESSAGE, FakeLLM, free_port
 
 HELLO = [{"role": "user", "content": "Say hello."}]

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from sovereign_mcp.config import Settings
-from sovereign_mcp.gpu import GPUServiceManager, find_overlaps
+from sovereign_mcp.gpu.manager import GPUServiceManager, find_overlaps
 from sovereign_mcp.pipeline.media import is_png, mp3_frame_offset
 from sovereign_mcp.pipeline.models import KIND_STEPS
 from sovereign_mcp.pipeline.scheduler import choose, choose_naive

@@ -19,7 +19,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from sovereign_mcp.gpu import GPUServiceManager, find_overlaps
+from sovereign_mcp.gpu.manager import GPUServiceManager, find_overlaps
 from sovereign_mcp.pipeline.media import is_png, mp3_frame_offset
 from tests.fake_media import make_png
 from tests.helpers import operator_token, running_server, spawn_server

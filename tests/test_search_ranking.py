@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sovereign_mcp.config import EmbeddingServer, SearchSettings
-from sovereign_mcp.corpus import load_corpus
+from sovereign_mcp.corpus.loader import load_corpus
 from sovereign_mcp.search import api
 from sovereign_mcp.search.embeddings import EmbeddingError, OpenAIEmbedder, quantize
 from sovereign_mcp.search.index import SearchIndex

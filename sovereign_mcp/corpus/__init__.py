@@ -1,6 +1,7 @@
-"""Corpus loading: Markdown folders -> published :class:`Article` records with citable passages."""
+"""Corpus loading: Markdown folders -> published :class:`Article` records with citable passages.
 
-from sovereign_mcp.corpus.loader import load_corpus
+The loader is :func:`sovereign_mcp.corpus.loader.load_corpus`; this ``__init__`` re-exports the records only."""
+
 from sovereign_mcp.corpus.models import Article, Corpus, CorpusWarning, Passage, Section
 
-__all__ = ["Article", "Corpus", "CorpusWarning", "Passage", "Section", "load_corpus"]
+__all__ = ["Article", "Corpus", "CorpusWarning", "Passage", "Section"]

@@ -1,51 +1,10 @@
 """GPU service manager: one GPU-bound service (SGLang, Voxtral TTS, ComfyUI) at a time on a shared
-unified memory pool, with a memory guard, a cooldown after each stop, readiness checks and leases."""
+unified memory pool, with a memory guard, a cooldown after each stop, readiness checks and leases.
+
+This package's ``__init__`` re-exports the settings only, so :mod:`sovereign_mcp.config` loads no engine;
+import the manager from :mod:`sovereign_mcp.gpu.manager`.
+"""
 
 from sovereign_mcp.gpu.config import GPUServiceSettings, GPUSettings, ServiceKind, default_services
-from sovereign_mcp.gpu.manager import (
-    EVENT_NAMES,
-    CommandResult,
-    GPUError,
-    GPUEvent,
-    GPUServiceManager,
-    GPUStatus,
-    Lease,
-    LeaseInfo,
-    MemoryGuardError,
-    Readiness,
-    ServiceBusyError,
-    ServiceStartError,
-    ServiceStatus,
-    ServiceStopError,
-    UnknownServiceError,
-    find_overlaps,
-    http_probe,
-    read_mem_available_gb,
-    run_command,
-)
 
-__all__ = [
-    "EVENT_NAMES",
-    "CommandResult",
-    "GPUError",
-    "GPUEvent",
-    "GPUServiceManager",
-    "GPUServiceSettings",
-    "GPUSettings",
-    "GPUStatus",
-    "Lease",
-    "LeaseInfo",
-    "MemoryGuardError",
-    "Readiness",
-    "ServiceBusyError",
-    "ServiceKind",
-    "ServiceStartError",
-    "ServiceStatus",
-    "ServiceStopError",
-    "UnknownServiceError",
-    "default_services",
-    "find_overlaps",
-    "http_probe",
-    "read_mem_available_gb",
-    "run_command",
-]
+__all__ = ["GPUServiceSettings", "GPUSettings", "ServiceKind", "default_services"]
