@@ -69,6 +69,14 @@ class ServerSettings(_Section):
     tool_timeout_seconds: float = Field(30.0, gt=0, le=3600, description="Default limit for one tool call, s.")
     tool_timeouts: dict[str, float] = Field(default_factory=dict, description="Per-tool limits, s, by tool name.")
 
+    @model_validator(mode="after")
+    def _workers_are_stateless(self) -> ServerSettings:
+        """An MCP session lives in one process's memory, so several worker processes serve stateless HTTP
+        (``workers > 1`` forces ``stateless_http = true``; ``config show`` shows the effective value)."""
+        if self.workers > 1:
+            self.stateless_http = True
+        return self
+
 
 class AuthSettings(_Section):
     """Operator authentication: bearer tokens for operator-only tools and routes (stdio is the local operator)."""
@@ -208,6 +216,14 @@ class Price(_Section):
     valid_seconds: int = Field(86_400, ge=60)
 
 
+BACKEND_SETTINGS: dict[str, tuple[str, ...]] = {
+    "lnbits": ("lnbits_url", "lnbits_invoice_key"),
+    "lnd": ("lnd_url", "lnd_macaroon"),
+    "cln": ("cln_url", "cln_rune"),
+}
+"""The ``[payments]`` keys each Lightning backend needs (``dev`` needs none)."""
+
+
 class PaymentsSettings(_Section):
     """L402 payments: which tools are paid, the Lightning backend, and where tokens are stored."""
 
@@ -234,6 +250,18 @@ class PaymentsSettings(_Section):
     public_url: str | None = Field(None, description="Public base URL for LNURL callbacks (default: the request's).")
     lnurl_min_sat: int = Field(1, ge=1)
     lnurl_max_sat: int = Field(1_000_000, ge=1)
+
+    def missing_backend_setting(self) -> str | None:
+        """The first ``payments.*`` key the chosen Lightning backend needs and lacks, or ``None``.
+
+        ``lnbits`` needs ``lnbits_url`` and ``lnbits_invoice_key`` (LNbits ``POST /api/v1/payments`` takes the
+        invoice key in ``X-Api-Key``); ``lnd`` needs ``lnd_url`` and ``lnd_macaroon`` (REST ``/v1/invoices``,
+        ``Grpc-Metadata-macaroon``); ``cln`` needs ``cln_url`` and ``cln_rune`` (clnrest ``Rune`` header);
+        ``dev`` needs nothing. Not a load-time error, so ``config show`` can still print the rest: ``serve`` and
+        ``config show`` report it at start (:meth:`Settings.problems`) and the backend factory refuses it.
+        """
+        needed = BACKEND_SETTINGS.get(self.backend, ())
+        return next((f"payments.{key}" for key in needed if not getattr(self, key)), None)
 
 
 class Settings(BaseSettings):
@@ -278,6 +306,27 @@ class Settings(BaseSettings):
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _pipeline_roles_name_gpu_services(self) -> Settings:
+        """``pipeline.services`` maps a role to a ``[[gpu.services]]`` name: each name must exist there."""
+        known = [service.name for service in self.gpu.services]
+        for role, name in self.pipeline.services.items():
+            if name not in known:
+                raise ValueError(f"pipeline.services.{role} names {name!r}, which is not in [[gpu.services]] "
+                                 f"(names there: {', '.join(known) or 'none'}); add that service or fix the name")
+        return self
+
+    def problems(self) -> list[str]:
+        """Settings that load but leave a part unable to start, one sentence each that says what to set
+        (today: a Lightning backend without its URL or key while payments are enabled). ``serve`` refuses to
+        start on any; ``config show`` prints them and exits 1."""
+        out = []
+        missing = self.payments.missing_backend_setting() if self.payments.enabled else None
+        if missing:
+            out.append(f"payments.backend = {self.payments.backend!r} needs {missing} (set it in [payments] or "
+                       f"{ENV_PREFIX}{missing.upper().replace('.', '__')}, or use backend = 'dev')")
+        return out
 
     @property
     def index_dir(self) -> Path:
@@ -333,8 +382,11 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
     """One line per invalid key: ``server.port: Input should be ... (got 70000)``."""
     lines = []
     for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(root)"
+        key = ".".join(str(part) for part in err["loc"])
         got = err.get("input")
+        if not key:  # a rule across sections (a model validator): its message names the keys itself
+            lines.append(err["msg"].removeprefix("Value error, "))
+            continue
         shown = "" if isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"{key}: {err['msg']}{shown}")
     where = f"config file {path} or " if path else ""

@@ -265,3 +265,73 @@ def test_cli_search_finds_article(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_cli_search_n_below_one_returns_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["search", "x", "-n", "0", "--corpus", str(tmp_path)]) == 2
     assert "-n" in capsys.readouterr().err
+
+
+# --- cross-field rules, reported at start ---------------------------------------------------------
+
+
+def test_workers_force_stateless_http() -> None:
+    s = load_settings(None, server={"workers": 4, "stateless_http": False})
+    assert s.server.stateless_http is True
+    assert load_settings(None, server={"workers": 1, "stateless_http": False}).server.stateless_http is False
+
+
+def test_cli_config_show_shows_forced_stateless(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = write_toml(tmp_path / "c.toml", "[server]\nworkers = 3\nstateless_http = false\n")
+    assert cli.main(["config", "show", "--config", str(f)]) == 0
+    assert tomllib.loads(capsys.readouterr().out)["server"]["stateless_http"] is True
+
+
+def test_pipeline_role_must_name_a_gpu_service() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, pipeline={"services": {"voxtral": "tts-box"}})
+    message = str(err.value)
+    assert "pipeline.services.voxtral" in message and "'tts-box'" in message
+    assert "[[gpu.services]]" in message and "voxtral-tts" in message  # the names that exist
+    assert "(root)" not in message
+    ok = load_settings(None, pipeline={"services": {"voxtral": "voxtral-tts"}})
+    assert ok.pipeline.services == {"voxtral": "voxtral-tts"}
+
+
+def test_cli_config_show_bad_pipeline_role_returns_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = write_toml(tmp_path / "c.toml", '[pipeline.services]\ncomfyui = "flux"\n')
+    assert cli.main(["config", "show", "--config", str(f)]) == 2
+    captured = capsys.readouterr()
+    assert "pipeline.services.comfyui" in captured.err and captured.out == ""
+
+
+@pytest.mark.parametrize("payments, missing", [
+    ({"backend": "lnbits"}, "payments.lnbits_url"),
+    ({"backend": "lnbits", "lnbits_url": "http://127.0.0.1:5000"}, "payments.lnbits_invoice_key"),
+    ({"backend": "lnd", "lnd_url": "https://127.0.0.1:8080"}, "payments.lnd_macaroon"),
+    ({"backend": "cln", "cln_rune": "r"}, "payments.cln_url"),
+])
+def test_backend_credentials_are_reported(payments: dict[str, str], missing: str) -> None:
+    s = load_settings(None, payments=payments)
+    assert s.payments.missing_backend_setting() == missing
+    (problem,) = s.problems()
+    assert missing in problem and f"SOVEREIGN_MCP_{missing.upper().replace('.', '__')}" in problem
+
+
+def test_no_problem_for_dev_or_disabled_payments() -> None:
+    assert load_settings(None).problems() == []
+    assert load_settings(None, payments={"backend": "lnbits", "enabled": False}).problems() == []
+    full = load_settings(None, payments={"backend": "lnbits", "lnbits_url": "http://127.0.0.1:5000",
+                                         "lnbits_invoice_key": "k"})
+    assert full.payments.missing_backend_setting() is None and full.problems() == []
+
+
+def test_cli_config_show_reports_missing_backend_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = write_toml(tmp_path / "c.toml", '[payments]\nbackend = "lnbits"\nlnbits_url = "http://127.0.0.1:5000"\n')
+    assert cli.main(["config", "show", "--config", str(f)]) == 1
+    captured = capsys.readouterr()
+    assert tomllib.loads(captured.out)["payments"]["backend"] == "lnbits"  # the rest is still shown
+    assert "payments.lnbits_invoice_key" in captured.err
+
+
+def test_cli_serve_refuses_missing_backend_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = write_toml(tmp_path / "c.toml", '[payments]\nbackend = "cln"\n')
+    rc = cli.main(["serve", "--config", str(f), "--data-dir", str(tmp_path / "data"), "--port", "1"])
+    assert rc == 2
+    assert "payments.cln_url" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()  # refused before anything was written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from sovereign_mcp.cli.common import settings_from, setup_logging
 from sovereign_mcp.config import redacted
@@ -27,5 +28,9 @@ def cmd_kb(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     import tomli_w
 
-    print(tomli_w.dumps(redacted(settings_from(args))), end="")
-    return 0
+    settings = settings_from(args)
+    print(tomli_w.dumps(redacted(settings)), end="")
+    problems = settings.problems()
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0

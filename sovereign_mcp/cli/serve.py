@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import signal
+import sys
 from typing import Any
 
 from sovereign_mcp.cli.common import pid_file, settings_from, setup_logging
@@ -20,9 +21,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from(args, host=args.host, port=args.port, workers=args.workers)
     if args.no_watch:
         settings.corpus.watch = False
-    workers = settings.server.workers if args.transport == "http" else 1
-    if workers > 1:  # an MCP session lives in one process's memory: several processes serve stateless HTTP
-        settings.server.stateless_http = True
+    workers = settings.server.workers if args.transport == "http" else 1  # > 1 is stateless (ServerSettings)
+    problems = settings.problems()
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
     setup_logging(settings.log_level, settings.observability.log_format, server_loggers=True)
     sock = None
     if args.transport == "http":  # before touching the data dir: a running server's files stay its own

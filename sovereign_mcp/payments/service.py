@@ -319,23 +319,18 @@ def make_backend(settings: Settings, store: TokenStore) -> LightningBackend:
     from sovereign_mcp.payments.backends.remote import CLNBackend, LNbitsBackend, LNDBackend
 
     p = settings.payments
-
-    def need(value: object, key: str) -> None:
-        if not value:
-            raise ValueError(f"payments.backend = {p.backend!r} needs payments.{key}")
-
+    missing = p.missing_backend_setting()
+    if missing:
+        raise ValueError(f"payments.backend = {p.backend!r} needs {missing}")
     if p.backend == "lnbits":
-        need(p.lnbits_url, "lnbits_url")
-        need(p.lnbits_invoice_key, "lnbits_invoice_key")
+        assert p.lnbits_url and p.lnbits_invoice_key
         return LNbitsBackend(p.lnbits_url, p.lnbits_invoice_key.get_secret_value())
     if p.backend == "lnd":
-        need(p.lnd_url, "lnd_url")
-        need(p.lnd_macaroon, "lnd_macaroon")
+        assert p.lnd_url and p.lnd_macaroon
         return LNDBackend(p.lnd_url, p.lnd_macaroon.get_secret_value(),
                           str(p.lnd_tls_cert) if p.lnd_tls_cert else None)
     if p.backend == "cln":
-        need(p.cln_url, "cln_url")
-        need(p.cln_rune, "cln_rune")
+        assert p.cln_url and p.cln_rune
         return CLNBackend(p.cln_url, p.cln_rune.get_secret_value())
     return DevBackend(store, settings.data_dir / "l402-dev-node.key")
 
