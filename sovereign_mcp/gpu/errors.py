@@ -47,3 +47,13 @@ class ServiceStopError(GPUError):
 
 class ServiceBusyError(GPUError):
     """The wait for other jobs' leases (or for another switch) exceeded the timeout."""
+
+
+class ServiceUnavailableError(GPUError):
+    """The service's start breaker is open: its last start did not become ready, so it is not started again
+    before ``retry_at`` (unix seconds); ``reason`` is that failure. Nothing was run."""
+
+    def __init__(self, service: str, message: str, retry_at: float, reason: str) -> None:
+        super().__init__(service, message)
+        self.retry_at = retry_at
+        self.reason = reason

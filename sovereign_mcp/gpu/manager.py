@@ -30,21 +30,23 @@ a lease on another one in the same job: the second call waits for the first leas
 
 from __future__ import annotations
 
-import threading
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from sovereign_mcp.db import Cursor
 from sovereign_mcp.flock import try_lock, unlock
-from sovereign_mcp.gpu.commands import CommandResult, Runner, run_command, tail
+from sovereign_mcp.gpu.commands import CommandResult, Runner, run_command
 from sovereign_mcp.gpu.config import GPUServiceSettings, GPUSettings
+from sovereign_mcp.gpu.driver import ServiceDriver
 from sovereign_mcp.gpu.errors import (
     GPUError,
     MemoryGuardError,
     ServiceBusyError,
     ServiceStartError,
     ServiceStopError,
+    ServiceUnavailableError,
     UnknownServiceError,
 )
 from sovereign_mcp.gpu.guards import memory_guard, wait_cooldown
@@ -62,21 +64,15 @@ from sovereign_mcp.gpu.records import (
     ServiceStatus,
     find_overlaps,
 )
-from sovereign_mcp.gpu.state import GPUState, Snapshot
+from sovereign_mcp.gpu.state import Breaker, GPUState, Snapshot
 
 __all__ = [  # the names this module always offered, now defined in the modules above
     "EVENT_NAMES", "SERVICE_STATES", "CommandResult", "EventName", "GPUError", "GPUEvent", "GPUServiceManager",
     "GPUStatus", "Lease", "LeaseInfo", "MemoryGuardError", "Probe", "Readiness", "Runner", "ServiceBusyError",
-    "ServiceStartError", "ServiceState", "ServiceStatus", "ServiceStopError", "UnknownServiceError",
+    "ServiceStartError", "ServiceState", "ServiceStatus", "ServiceStopError", "ServiceUnavailableError",
+    "UnknownServiceError",
     "find_overlaps", "http_probe", "read_mem_available_gb", "run_command",
 ]
-
-
-class _Failure(Exception):
-    def __init__(self, message: str, last: str, http_status: int | None = None) -> None:
-        super().__init__(message)
-        self.last = last
-        self.http_status = http_status
 
 
 # -- the manager ----------------------------------------------------------------------------------
@@ -89,20 +85,22 @@ class GPUServiceManager:
         clock: wall clock, unix seconds (stop times are persisted, so it must be wall time).
         sleep: ``sleep(seconds)``.
         runner: runs start/stop commands, default :func:`run_command`.
-        probe: readiness check, default :func:`http_probe`.
+        probe: readiness check, default :func:`http_probe` with ``probe_connect_timeout``.
     """
 
     def __init__(self, settings: GPUSettings, data_dir: Path, *, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, runner: Runner = run_command,
-                 probe: Probe = http_probe) -> None:
+                 probe: Probe | None = None) -> None:
         self.settings = settings
         self._clock = clock
         self._sleep = sleep
-        self._runner = runner
+        if probe is None:
+            probe = functools.partial(http_probe, connect_timeout=settings.probe_connect_timeout)
         self._poll = Poller(probe, settings.http_timeout, settings.poll_interval, clock, sleep)
         self._state = GPUState(settings, data_dir, clock)
         self.state_path = self._state.path
         self.lock_path = self.state_path.with_suffix(".lock")
+        self._driver = ServiceDriver(self._state, self._poll, runner, clock)
 
     # -- public API --------------------------------------------------------------------------------
     def acquire(self, name: str, job_id: str | None = None, *, timeout: float | None = None) -> Lease:
@@ -127,8 +125,11 @@ class GPUServiceManager:
             MemoryGuardError: not enough free memory (figures in GB in the message); nothing was started.
             ServiceStartError: start command failed or not ready in time; the service was stopped again.
             ServiceStopError: another service could not be stopped; nothing was started.
+            ServiceUnavailableError: the start breaker of ``name`` is open (see :meth:`start_blocked`); raised
+                at once, before any wait, or after the wait if another process's start failed meanwhile.
         """
         config = self._config(name)
+        self._refuse_if_blocked(name)
         limit = self.settings.busy_timeout_seconds if timeout is None else max(0.0, timeout)
         began = self._clock()
         seq = self._state.enqueue(name, job_id)
@@ -171,7 +172,7 @@ class GPUServiceManager:
                                 return False
                             reason = f"answers {config.readiness_url} ({answer.detail}) though recorded stopped"
                         if self._claim_stops([(config, reason)], None):
-                            self._stop(config, None)
+                            self._driver.stop(config, None)
                             return True
                 finally:
                     self._unlock(fd)
@@ -179,6 +180,55 @@ class GPUServiceManager:
             if waited >= limit:
                 raise ServiceBusyError(name, f"{name} still leased or switching after {limit:g} s")
             self._sleep(min(self.settings.poll_interval, limit - waited))
+
+    def start_blocked(self, name: str) -> float | None:
+        """When ``name`` may be started again (unix s) while its start breaker is open, else ``None``.
+
+        The breaker opens when a start does not become ready (for ``start_backoff_seconds``, doubling per
+        failure in a row up to ``start_backoff_max_seconds``) and closes when a start becomes ready; it is
+        shared by every process on this data dir. While it is open :meth:`acquire` raises
+        :class:`ServiceUnavailableError` at once, so a caller can pick a fallback before taking a lease.
+
+        Raises:
+            UnknownServiceError: ``name`` is not configured.
+        """
+        self._config(name)
+        breaker = self._open_breaker(name)
+        return breaker.retry_at if breaker is not None else None
+
+    def stop_idle(self, now: float | None = None) -> list[str]:
+        """Stop every running service that has had no lease and no queued job for its ``idle_stop_seconds``
+        (``now``: unix s, default the clock); the names stopped. Each stop is logged ``stop_requested``
+        with the idle time. Nothing is done while a switch holds the lock (the next call tries again); a
+        stop that fails is logged and recorded ``failed``, not raised.
+        """
+        at = self._clock() if now is None else now
+        limits = {s.name: s.idle_stop_seconds for s in self.settings.services if s.idle_stop_seconds is not None}
+        if not limits:
+            return []
+        with self._state.tx() as cur:
+            due = [n for n, idle in self._state.idle_for(cur, at).items() if n in limits and idle >= limits[n]]
+        fd = self._lock(", ".join(due), "idle stop") if due else None
+        if fd is None:
+            return []
+        stopped = []
+        try:
+            for name in due:
+                with self._state.tx() as cur:  # checked again with the lock held: a job may have come
+                    idle = self._state.idle_for(cur, at).get(name)
+                    if idle is None or idle < limits[name]:
+                        continue
+                    why = f"idle for {idle:.0f} s (idle_stop_seconds = {limits[name]:g})"
+                    self._state.set_state(cur, name, "stopping", why)
+                    self._state.log(cur, name, "stop_requested", why)
+                try:
+                    self._driver.stop(self._config(name), None)
+                    stopped.append(name)
+                except ServiceStopError:
+                    continue
+        finally:
+            self._unlock(fd)
+        return stopped
 
     def status(self) -> GPUStatus:
         """What is recorded now (no HTTP checks); drops leases of dead processes first."""
@@ -205,6 +255,19 @@ class GPUServiceManager:
 
     def _release(self, lease: Lease) -> None:
         self._state.release(lease.id, lease.service, lease.granted_at, lease.job_id)
+
+    def _open_breaker(self, name: str) -> Breaker | None:
+        with self._state.tx(write=False) as cur:
+            breaker = self._state.breaker(cur, name)
+        return breaker if breaker is not None and breaker.retry_at > self._clock() else None
+
+    def _refuse_if_blocked(self, name: str) -> None:
+        breaker = self._open_breaker(name)
+        if breaker is not None:
+            left = breaker.retry_at - self._clock()
+            raise ServiceUnavailableError(name, f"{name} is not started again for {left:.0f} s (start breaker "
+                                          f"open after {breaker.failures} failed start(s); last: {breaker.reason})",
+                                          breaker.retry_at, breaker.reason)
 
     def _busy_reason(self, name: str, seq: int) -> str:
         with self._state.tx() as cur:
@@ -268,6 +331,7 @@ class GPUServiceManager:
                 with self._state.tx() as cur:
                     step, snap = self._next_step(cur, name, seq)
                     return self._grant(cur, name, seq, job_id) if step == "grant" else None
+        self._refuse_if_blocked(name)  # another process's start may have failed while this one waited
         to_stop: list[tuple[GPUServiceSettings, str]] = []
         for service in self.settings.services:
             state = snap.states.get(service.name, "stopped")
@@ -283,10 +347,10 @@ class GPUServiceManager:
         if to_stop and not self._claim_stops(to_stop, job_id):
             return None
         for service, _ in to_stop:
-            self._stop(service, job_id)
+            self._driver.stop(service, job_id)
         wait_cooldown(self._state, config, self._clock, self._sleep, job_id)
         memory_guard(self._state, config, self._clock, self._sleep, job_id)
-        self._start(config, job_id)
+        self._driver.start(config, job_id)
         with self._state.tx() as cur:
             return self._grant(cur, name, seq, job_id)
 
@@ -300,101 +364,3 @@ class GPUServiceManager:
                 self._state.set_state(cur, service.name, "stopping", why)
                 self._state.log(cur, service.name, "stop_requested", why, job_id)
         return True
-
-    def _run(self, command: str, timeout: float) -> CommandResult:
-        try:
-            return self._runner(command, timeout)
-        except Exception as exc:  # a custom runner failing counts as a failed command
-            return CommandResult(1, f"{type(exc).__name__}: {exc}")
-
-    def _fail(self, service: str, reason: str, job_id: str | None) -> None:
-        with self._state.tx() as cur:
-            self._state.set_state(cur, service, "failed", reason)
-            self._state.log(cur, service, "failed", reason, job_id)
-
-    def _stop(self, config: GPUServiceSettings, job_id: str | None) -> None:
-        """Run the stop command and wait until the readiness URL stops answering; persist the stop time.
-
-        The readiness URL is polled while the stop command runs, and the persisted stop time is the first
-        moment it no longer answered (the process is gone, its memory is on its way back). A stop command
-        that itself waits (``systemctl stop`` on the shipped units, whose ``ExecStopPost=/bin/sleep 60``
-        runs inside the stop job) therefore counts towards the cooldown instead of doubling it.
-
-        Raises:
-            ServiceStopError: command failed or the service still answers after ``stop_timeout`` (``failed``).
-        """
-        began = self._clock()
-        outcome: list[CommandResult] = []
-        command = threading.Thread(target=lambda: outcome.append(self._run(config.stop_command,
-                                                                           config.command_timeout)),
-                                   name=f"stop-{config.name}", daemon=True)
-        command.start()
-        gone_at: float | None = None
-        while command.is_alive():
-            if gone_at is None and not self._poll.check(config.readiness_url).reachable:
-                gone_at = self._clock()
-            command.join(self.settings.poll_interval)
-        result = outcome[0] if outcome else CommandResult(1, "stop command thread ended without a result")
-        if result.returncode != 0:
-            reason = f"stop command exited with {result.returncode}: {tail(result.output)}"
-            self._fail(config.name, reason, job_id)
-            raise ServiceStopError(config.name, f"cannot stop {config.name}: {reason}")
-        if gone_at is None:
-            gone_at, answer = self._poll.until_gone(config.readiness_url, self._clock() + config.stop_timeout)
-            if gone_at is None:
-                reason = f"still answers {config.readiness_url} ({answer.detail}) {config.stop_timeout:g} s after stop"
-                self._fail(config.name, reason, job_id)
-                raise ServiceStopError(config.name, f"cannot stop {config.name}: {reason}")
-        now = self._clock()
-        with self._state.tx() as cur:
-            self._state.record_stopped(cur, config.name, gone_at, now)
-            self._state.log(cur, config.name, "stopped", f"gone {gone_at - began:.2f} s after the stop request, "
-                      f"command done after {now - began:.2f} s", job_id, ts=gone_at)
-
-    def _start(self, config: GPUServiceSettings, job_id: str | None) -> None:
-        """Run the start command and poll readiness; on failure stop the service again and raise.
-
-        Raises:
-            ServiceStartError: command failed or no HTTP 200 within ``ready_timeout`` s of the start request.
-        """
-        name = config.name
-        with self._state.tx() as cur:
-            self._state.set_state(cur, name, "starting", "")
-            self._state.log(cur, name, "start_requested", config.start_command, job_id)
-        began = self._clock()
-        deadline = began + config.ready_timeout
-        try:
-            result = self._run(config.start_command, config.command_timeout)
-            if result.returncode != 0:
-                raise _Failure(f"start command exited with {result.returncode}: {tail(result.output)}",
-                               f"exit {result.returncode}")
-            last, last_http = self._poll.until_ready(config.readiness_url, deadline)
-            if not last.ready:
-                raise _Failure(f"not ready within {config.ready_timeout:g} s (last answer from "
-                               f"{config.readiness_url}: {last.detail})", last.detail, last_http)
-        except _Failure as failure:
-            self._abort_start(config, str(failure), job_id)
-            raise ServiceStartError(name, f"{name} failed to start: {failure}; it was stopped again",
-                                    failure.last, failure.http_status) from None
-        except BaseException:
-            self._abort_start(config, "start interrupted", job_id)
-            raise
-        with self._state.tx() as cur:
-            self._state.set_state(cur, name, "running", "")
-            self._state.log(cur, name, "ready", f"HTTP 200 after {self._clock() - began:.2f} s", job_id)
-
-    def _abort_start(self, config: GPUServiceSettings, reason: str, job_id: str | None) -> None:
-        """Log the failure, stop the service (cleanup) and leave it recorded ``failed``."""
-        with self._state.tx() as cur:
-            self._state.log(cur, config.name, "failed", reason, job_id)
-            self._state.set_state(cur, config.name, "stopping", reason)
-            self._state.log(cur, config.name, "stop_requested", "cleanup after failed start", job_id)
-        try:
-            self._stop(config, job_id)
-        except ServiceStopError as exc:
-            with self._state.tx() as cur:
-                self._state.set_state(cur, config.name, "failed", f"{reason}; {exc}")
-            return
-        with self._state.tx() as cur:
-            self._state.set_state(cur, config.name, "failed", reason)
-

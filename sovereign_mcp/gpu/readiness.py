@@ -5,8 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,9 @@ Probe = Callable[[str, float], Readiness]
 """``probe(url, timeout_seconds) -> Readiness``."""
 
 
+CONNECT_TIMEOUT = 0.5
+"""Default connect timeout of a readiness request, s (a loopback service that listens accepts at once)."""
+
 _probe_client: httpx.Client | None = None
 _probe_client_lock = threading.Lock()
 
@@ -43,11 +49,17 @@ def _shared_client() -> httpx.Client:
         return _probe_client
 
 
-def http_probe(url: str, timeout: float) -> Readiness:
+def http_probe(url: str, timeout: float, connect_timeout: float = CONNECT_TIMEOUT) -> Readiness:
     """``GET url``: 200 = ready, 503 = still warming (SGLang ``/health``, llama-server), connection refused
-    = not listening yet (or gone). Proxy variables are ignored: these are local services."""
+    = not listening yet (or gone). Proxy variables are ignored: these are local services.
+
+    ``timeout`` bounds the wait for the answer (first byte included), ``connect_timeout`` (at most
+    ``timeout``) the TCP connect, seconds: both far below a generation's timeout, so a hung service costs
+    one short probe, not a generation's worth.
+    """
+    limits = httpx.Timeout(timeout, connect=min(connect_timeout, timeout))
     try:
-        response = _shared_client().get(url, timeout=timeout)
+        response = _shared_client().get(url, timeout=limits)
     except httpx.ConnectError as exc:
         return Readiness(None, "connection refused" if "refused" in str(exc).lower() else f"cannot connect: {exc}")
     except httpx.TimeoutException:
@@ -71,6 +83,19 @@ class Poller:
     def check(self, url: str) -> Readiness:
         """One readiness check of ``url``."""
         return self.probe(url, self.timeout)
+
+    def watch(self, url: str, task: Callable[[], T], name: str) -> tuple[T | None, float | None]:
+        """Run ``task`` in a thread while checking ``url``: (its result, when ``url`` first stopped answering
+        or ``None``). Used for a stop command that itself waits after the service is gone."""
+        outcome: list[T] = []
+        thread = threading.Thread(target=lambda: outcome.append(task()), name=name, daemon=True)
+        thread.start()
+        gone_at: float | None = None
+        while thread.is_alive():
+            if gone_at is None and not self.check(url).reachable:
+                gone_at = self.clock()
+            thread.join(self.interval)
+        return (outcome[0] if outcome else None), gone_at
 
     def until_ready(self, url: str, deadline: float) -> tuple[Readiness, int | None]:
         """Poll until HTTP 200 or ``deadline`` (unix s); the last answer and the last HTTP status seen."""

@@ -8,8 +8,10 @@ service runs, leases held by local process ids) is per host by nature. Tables:
   when it changed and when it last stopped.
 * ``gpu_leases``: leases held, with the owner as ``pid:starttime`` (:func:`sovereign_mcp.gpu.host.owner_token`).
 * ``gpu_waiters``: ``acquire()`` calls queued, first come first served (``seq``).
-* ``gpu_meta``: the last stop of any service (``last_stop_at``, ``last_stop_service``) for the cooldown.
+* ``gpu_meta``: the last stop of any service (``last_stop_at``, ``last_stop_service``) for the cooldown, and
+  when each service was last leased or released (``used:<name>``) for the idle stop.
 * ``gpu_events``: the append-only event log, trimmed to ``event_retention`` rows when a manager starts.
+* ``gpu_breakers``: per-service start breaker: consecutive failed starts and when a start is allowed again.
 
 Times are unix seconds from the injected clock.
 """
@@ -23,11 +25,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sovereign_mcp.db import Cursor, Database
-from sovereign_mcp.gpu.config import GPUSettings
+from sovereign_mcp.gpu.config import GPUServiceSettings, GPUSettings
 from sovereign_mcp.gpu.host import mem_available_gb, owner_alive, owner_token, pid_of
 from sovereign_mcp.gpu.records import (
     ACTIVE_STATES,
@@ -61,7 +64,26 @@ SCHEMA = [
         id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, service TEXT NOT NULL, event TEXT NOT NULL,
         detail TEXT NOT NULL DEFAULT '', job_id TEXT, pid INTEGER NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS gpu_breakers (
+        service TEXT PRIMARY KEY, failures INTEGER NOT NULL, retry_at REAL NOT NULL, reason TEXT NOT NULL
+    )""",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Breaker:
+    """An open start breaker: ``failures`` starts in a row did not become ready; no start before ``retry_at``
+    (unix s); ``reason`` is the last failure."""
+
+    failures: int
+    retry_at: float
+    reason: str
+
+
+def backoff_seconds(config: GPUServiceSettings, failures: int) -> float:
+    """The start backoff after ``failures`` failed starts in a row: ``start_backoff_seconds`` doubled per
+    further failure, at most ``start_backoff_max_seconds`` (30 s, 60 s, 120 s, ... 30 min by default)."""
+    return min(config.start_backoff_max_seconds, config.start_backoff_seconds * 2.0 ** min(failures - 1, 64))
 
 
 @dataclass(slots=True)
@@ -233,6 +255,7 @@ class GPUState:
         cur.execute("INSERT INTO gpu_leases (id, service, job_id, owner, granted_at) VALUES (?, ?, ?, ?, ?)",
                     [lease_id, name, job_id, owner_token(), now])
         cur.execute("DELETE FROM gpu_waiters WHERE seq = ?", [seq])
+        self._mark_used(cur, name, now)
         cur.execute("SELECT COUNT(*) FROM gpu_leases WHERE service = ?", [name])
         self.log(cur, name, "lease_granted", f"{cur.fetchone()[0]} lease(s) held", job_id)
         return lease_id, now
@@ -244,8 +267,49 @@ class GPUState:
             if cur.rowcount:
                 cur.execute("SELECT COUNT(*) FROM gpu_leases WHERE service = ?", [service])
                 left = cur.fetchone()[0]
-                held = self._clock() - granted_at
+                now = self._clock()
+                held = now - granted_at
+                self._mark_used(cur, service, now)
                 self.log(cur, service, "lease_released", f"held {held:.2f} s; {left} lease(s) left", job_id)
+
+    def _mark_used(self, cur: Cursor, name: str, at: float) -> None:
+        cur.execute("INSERT OR REPLACE INTO gpu_meta (key, value) VALUES (?, ?)", [f"used:{name}", repr(at)])
+
+    def idle_for(self, cur: Cursor, now: float) -> dict[str, float]:
+        """Services recorded ``running`` with no lease and no queued job: seconds since they were last used
+        (leased, released, or became ready). Leases of dead processes are reaped first."""
+        snap = self.snapshot(cur, None)
+        cur.execute("SELECT DISTINCT service FROM gpu_waiters")
+        wanted = {r[0] for r in cur.fetchall()}
+        cur.execute("SELECT key, value FROM gpu_meta WHERE key LIKE 'used:%'")
+        used = {key.removeprefix("used:"): float(value) for key, value in cur.fetchall()}
+        cur.execute("SELECT name, changed_at FROM gpu_services WHERE state = 'running'")
+        return {name: now - max(changed_at, used.get(name, changed_at)) for name, changed_at in cur.fetchall()
+                if snap.leases[name] == 0 and name not in wanted}
+
+    # -- start breaker ------------------------------------------------------------------------------
+    def breaker(self, cur: Cursor, name: str) -> Breaker | None:
+        """The start breaker of ``name`` if a start failed since its last successful one (open or expired)."""
+        cur.execute("SELECT failures, retry_at, reason FROM gpu_breakers WHERE service = ?", [name])
+        row = cur.fetchone()
+        return Breaker(int(row[0]), float(row[1]), row[2]) if row else None
+
+    def open_breaker(self, cur: Cursor, config: GPUServiceSettings, reason: str, now: float) -> str:
+        """Count one more failed start of ``config`` and block starts for the next backoff; a sentence
+        saying until when (for the failure's event and error message)."""
+        previous = self.breaker(cur, config.name)
+        failures = (previous.failures if previous else 0) + 1
+        window = backoff_seconds(config, failures)
+        cur.execute("INSERT OR REPLACE INTO gpu_breakers (service, failures, retry_at, reason) VALUES (?, ?, ?, ?)",
+                    [config.name, failures, now + window, reason])
+        stamp = datetime.fromtimestamp(now + window, UTC).isoformat(timespec="seconds")
+        return f"no new start before {stamp} ({window:g} s backoff after {failures} failed start(s) in a row)"
+
+    def close_breaker(self, cur: Cursor, name: str) -> int:
+        """Forget failed starts of ``name`` (it became ready); how many there were."""
+        previous = self.breaker(cur, name)
+        cur.execute("DELETE FROM gpu_breakers WHERE service = ?", [name])
+        return previous.failures if previous else 0
 
     # -- status -------------------------------------------------------------------------------------
     def status(self) -> GPUStatus:
