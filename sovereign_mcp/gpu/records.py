@@ -108,18 +108,19 @@ class Lease:
         return f"Lease({self.service!r}, job_id={self.job_id!r}, id={self.id!r}, {state})"
 
 
-def find_overlaps(events: Iterable[GPUEvent]) -> list[str]:
+def find_overlaps(events: Iterable[GPUEvent], *, after_id: int = 0) -> list[str]:
     """Violations of the one-service rule in an event log (empty list = none).
 
     A service counts as holding memory from its ``start_requested`` until its ``stopped``; a
-    ``start_requested`` while another service holds memory is a violation.
+    ``start_requested`` while another service holds memory is a violation. Only violations at events with
+    ``id > after_id`` are reported (earlier events still count for what is up).
     """
     up: set[str] = set()
     problems = []
     for event in sorted(events, key=lambda e: e.id):
         if event.event == "start_requested":
             others = up - {event.service}
-            if others:
+            if others and event.id > after_id:
                 problems.append(f"event {event.id}: {event.service} start requested while {sorted(others)} up")
             up.add(event.service)
         elif event.event == "stopped":
