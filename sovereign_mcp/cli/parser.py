@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_token_parser(sub, common, nested)
 
+    from sovereign_mcp.cli.gpu import add_parser as add_gpu_parser
+
+    add_gpu_parser(sub, common, nested)
+
     kb = sub.add_parser("kb", parents=[common], help="knowledge-base maintenance")
     kb_sub = kb.add_subparsers(dest="kb_command", required=True, metavar="ACTION")
     kb_check = kb_sub.add_parser("check", parents=[nested],

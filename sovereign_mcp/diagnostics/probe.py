@@ -16,6 +16,10 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
 
+from sovereign_mcp.gpu.host import mem_available_gb
+
+__all__ = ["METRICS", "ProbeResult", "mem_available_gb", "parse_metrics", "probe_sglang"]
+
 METRICS = {
     "sglang:token_usage": "kv_cache_usage",
     "sglang:num_running_reqs": "running_requests",
@@ -38,17 +42,6 @@ class ProbeResult(BaseModel):
     mem_available_gb: float | None = Field(None, description="MemAvailable of this host, GB (10^9 bytes)")
     deprecated_endpoints: list[str] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
-
-
-def mem_available_gb(meminfo: Path = Path("/proc/meminfo")) -> float | None:
-    """``MemAvailable`` from a meminfo file, in GB; ``None`` when it cannot be read."""
-    try:
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return round(int(line.split()[1]) * 1024 / 1e9, 2)
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def _reason(exc: httpx.HTTPError) -> str:

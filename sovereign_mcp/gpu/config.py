@@ -43,6 +43,12 @@ class GPUServiceSettings(BaseModel):
     stop_timeout: float = Field(60.0, gt=0, description="Longest wait for the readiness URL to go away after "
                                 "the stop command, s.")
     command_timeout: float = Field(180.0, gt=0, description="Limit for one start or stop command, s.")
+    start_backoff_seconds: float = Field(30.0, ge=0, description="After a start that did not become ready, no "
+                                         "new start for this long; doubles with each further failure, s "
+                                         "(0 = retry at once).")
+    start_backoff_max_seconds: float = Field(1800.0, ge=0, description="Cap of the growing start backoff, s.")
+    idle_stop_seconds: float | None = Field(None, gt=0, description="Stop the service once it has had no lease "
+                                            "and no waiting job for this long, s (unset = never).")
 
     @field_validator("start_command", "stop_command")
     @classmethod
@@ -70,7 +76,8 @@ def default_services() -> list[GPUServiceSettings]:
     (vLLM-Omni) is ready when ``/v1/audio/voices`` answers (it needs 60-90 s to load); ComfyUI when
     ``/system_stats`` answers. Names and commands match the unit files in ``systemd/`` (their
     ``ExecStopPost=/bin/sleep 60`` overlaps the manager's cooldown, which counts from the moment the
-    readiness URL went away, so the wait is not doubled).
+    readiness URL went away, so the wait is not doubled). SGLang, the LLM every text step needs, is never
+    stopped for idleness; Voxtral and ComfyUI are stopped after 5 idle minutes, giving their memory back.
     """
     return [
         GPUServiceSettings(name="sglang-mistral4", kind="sglang",
@@ -79,10 +86,12 @@ def default_services() -> list[GPUServiceSettings]:
                            readiness_url="http://127.0.0.1:30000/health", memory_gb=94.0),
         GPUServiceSettings(name="voxtral-tts", kind="voxtral", start_command="systemctl start voxtral-tts.service",
                            stop_command="systemctl stop voxtral-tts.service",
-                           readiness_url="http://127.0.0.1:8001/v1/audio/voices", memory_gb=111.0),
+                           readiness_url="http://127.0.0.1:8001/v1/audio/voices", memory_gb=111.0,
+                           idle_stop_seconds=300.0),
         GPUServiceSettings(name="comfyui-flux", kind="comfyui", start_command="systemctl start comfyui-flux.service",
                            stop_command="systemctl stop comfyui-flux.service",
-                           readiness_url="http://127.0.0.1:8188/system_stats", memory_gb=14.0),
+                           readiness_url="http://127.0.0.1:8188/system_stats", memory_gb=14.0,
+                           idle_stop_seconds=300.0),
     ]
 
 
@@ -101,7 +110,10 @@ class GPUSettings(BaseModel):
     busy_timeout_seconds: float = Field(1800.0, ge=0, description="Default wait for another service's leases "
                                         "to end before ServiceBusyError, s.")
     poll_interval: float = Field(1.0, gt=0, le=60, description="Polling period for readiness, memory, leases, s.")
-    http_timeout: float = Field(2.0, gt=0, le=60, description="Timeout of one readiness request, s.")
+    http_timeout: float = Field(2.0, gt=0, le=60, description="Timeout of one readiness request (first byte "
+                                "included), s; far below a generation's timeout, so a hung service fails fast.")
+    probe_connect_timeout: float = Field(0.5, gt=0, le=60, description="Connect timeout of one readiness "
+                                         "request, s (loopback: a live service accepts at once).")
     event_retention: int = Field(100_000, ge=100, description="Newest events kept in the event log.")
 
     @model_validator(mode="after")

@@ -30,6 +30,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from sovereign_mcp import __version__
+from sovereign_mcp.gpu.records import SERVICE_STATES
 from sovereign_mcp.pipeline.models import JOB_STATES
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTI
 """Values of the ``method`` label of ``sovereign_mcp_http_requests_total``; any other method a client sends
 (RFC 9110 section 9 lets it name any token, case-sensitive) is counted as ``other``, so clients cannot create
 series."""
-GPU_STATES = ("stopped", "starting", "running", "stopping", "failed")
+GPU_STATES = SERVICE_STATES
 TOKEN_STATES = ("pending", "paid", "expired", "revoked")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
