@@ -75,6 +75,8 @@ class Document:
 
     def suppressed(self, rule_id: str, start: int) -> bool:
         """Whether a finding of ``rule_id`` at ``start`` is switched off by a directive."""
+        if not self.rule_off and not self.ignored_lines:
+            return False  # no directive in the document: nothing to look up
         if any(lo <= start < hi for lo, hi in self.rule_off.get(rule_id, ())):
             return True
         line = self.position(start)[0]

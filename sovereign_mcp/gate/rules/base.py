@@ -12,6 +12,7 @@ from typing import Self
 
 from sovereign_mcp.gate.document import Document
 from sovereign_mcp.gate.facts import DIGIT_DOT, KnownFacts
+from sovereign_mcp.gate.rules.phrases import PhraseMatcher, PhraseScan
 from sovereign_mcp.kb.entry_types import EntryData
 
 # Matched against "\n" + text, so every turn, the first included, follows a literal newline (``re`` skips
@@ -47,16 +48,27 @@ class Context:
     """Per-check shared state: the document, its lower-cased prose, and the known facts.
 
     ``lowered`` is ``doc.prose.lower()`` when lower-casing keeps every offset (same length), else ``None``.
+    ``scan`` finds the phrases of every rule to run in one pass (see :meth:`phrases`).
     """
 
-    def __init__(self, doc: Document, facts: KnownFacts) -> None:
+    def __init__(self, doc: Document, facts: KnownFacts, scan: PhraseScan | None = None) -> None:
         self.doc = doc
         self.facts = facts
+        self._scan = scan
+        self._phrase_hits: dict[int, list[tuple[int, int, str]]] | None = None
         lowered = doc.prose.lower()
         self.lowered = lowered if len(lowered) == len(doc.prose) else None
         self._sentences: list[int] | None = None
         self._versions: list[int] | None = None
         self._turns: dict[re.Pattern[str], list[tuple[str, int, int]]] = {}
+
+    def phrases(self, matcher: PhraseMatcher) -> list[tuple[int, int, str]]:
+        """``matcher``'s ``(start, end, phrase)`` hits in the prose: from the shared scan when it holds the
+        matcher (the scan runs once, at the first call), else from the matcher's own pass."""
+        if self._scan is not None and self._phrase_hits is None:
+            self._phrase_hits = self._scan.run(self.doc.prose, self.lowered)
+        hits = self._phrase_hits.get(id(matcher)) if self._phrase_hits is not None else None
+        return hits if hits is not None else list(matcher.find(self.doc.prose, self.lowered))
 
     def speaker_turns(self, pattern: re.Pattern[str] = SPEAKER) -> list[tuple[str, int, int]]:
         """``(speaker, start, end)`` of every ``SPEAKER:`` label (cached per pattern; see :data:`SPEAKER_PATTERN`)."""
@@ -91,6 +103,11 @@ class Rule(EntryData):
     def check(self, ctx: Context) -> Iterator[Match]:
         """Every violation in ``ctx.doc``, by position."""
         raise NotImplementedError
+
+    def phrase_matchers(self) -> tuple[PhraseMatcher, ...]:
+        """The phrase lists :meth:`check` reads through ``ctx.phrases`` (scanned together with every other
+        rule's in one pass); none by default."""
+        return ()
 
     @classmethod
     def combine(cls, rules: Sequence[Self]) -> list[Self | None]:

@@ -22,8 +22,11 @@ class Existence(Rule):
     def model_post_init(self, context: Any, /) -> None:
         self._matcher = PhraseMatcher(self.phrases, self.ignorecase, self.word_boundaries)
 
+    def phrase_matchers(self) -> tuple[PhraseMatcher, ...]:
+        return (self._matcher,)
+
     def check(self, ctx: Context) -> Iterator[Match]:
-        for start, end, _ in self._matcher.find(ctx.doc.prose, ctx.lowered):
+        for start, end, _ in ctx.phrases(self._matcher):
             yield Match(start, end)
 
     def prompt_lines(self) -> list[str]:

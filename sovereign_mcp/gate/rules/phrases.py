@@ -63,3 +63,49 @@ class PhraseMatcher:
             start, end = last + 1 - length, last + 1
             if not bounded or _bounded(text, start, end, phrase):
                 yield start, end, phrase
+
+
+class PhraseScan:
+    """Every phrase of several :class:`PhraseMatcher` found in one automaton pass (one for the
+    case-insensitive matchers over the lower-cased text, one for the others), instead of one pass per
+    rule: on 1 MB each pass costs ~12 ms whatever the number of phrases.
+
+    Each matcher gets exactly what its own :meth:`PhraseMatcher.find` yields, in the same order: a key
+    is reported by end position, longest first, in both automata, and a phrase listed twice in one
+    matcher is one key.
+    """
+
+    def __init__(self, matchers: Sequence[PhraseMatcher]) -> None:
+        self.matchers = tuple(matchers)
+        self._automata: dict[bool, ahocorasick.Automaton] = {}
+        for ignorecase in (True, False):
+            owners: dict[str, list[tuple[int, str]]] = {}
+            for index, matcher in enumerate(self.matchers):
+                if matcher.ignorecase != ignorecase:
+                    continue
+                keys = {(p.lower() if ignorecase else p): p for p in matcher.phrases}  # last wins, as add_word
+                for key, phrase in keys.items():
+                    owners.setdefault(key, []).append((index, phrase))
+            if owners:
+                automaton = ahocorasick.Automaton()
+                for key, found_by in owners.items():
+                    automaton.add_word(key, (len(key), tuple(found_by)))
+                automaton.make_automaton()
+                self._automata[ignorecase] = automaton
+
+    def run(self, text: str, lowered: str | None) -> dict[int, list[tuple[int, int, str]]]:
+        """``id(matcher)`` -> its ``(start, end, phrase)`` hits in ``text`` (``lowered`` as for ``find``)."""
+        hits: list[list[tuple[int, int, str]]] = [[] for _ in self.matchers]
+        bounded = [m.word_boundaries for m in self.matchers]
+        for ignorecase, automaton in self._automata.items():
+            if ignorecase and lowered is None:  # lower-casing moved offsets: each matcher on its own
+                for index, matcher in enumerate(self.matchers):
+                    if matcher.ignorecase:
+                        hits[index] = list(matcher.find(text, None))
+                continue
+            for last, (length, found_by) in automaton.iter(lowered if ignorecase else text):
+                start, end = last + 1 - length, last + 1
+                for index, phrase in found_by:
+                    if not bounded[index] or _bounded(text, start, end, phrase):
+                        hits[index].append((start, end, phrase))
+        return {id(m): found for m, found in zip(self.matchers, hits, strict=True)}

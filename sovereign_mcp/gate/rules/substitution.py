@@ -28,8 +28,11 @@ class Substitution(Rule):
             for phrase, options in self.swap.items()
         }
 
+    def phrase_matchers(self) -> tuple[PhraseMatcher, ...]:
+        return (self._matcher,)
+
     def check(self, ctx: Context) -> Iterator[Match]:
-        for start, end, phrase in self._matcher.find(ctx.doc.prose, ctx.lowered):
+        for start, end, phrase in ctx.phrases(self._matcher):
             yield Match(start, end, suggestion=self._advice[phrase])
 
     def prompt_lines(self) -> list[str]:

@@ -25,11 +25,14 @@ class VersionRequired(Rule):
     def model_post_init(self, context: Any, /) -> None:
         self._matcher = PhraseMatcher(self.names, ignorecase=True, word_boundaries=True)
 
+    def phrase_matchers(self) -> tuple[PhraseMatcher, ...]:
+        return (self._matcher,)
+
     def check(self, ctx: Context) -> Iterator[Match]:
         claims = ctx.doc.claims
         first: dict[str, tuple[int, int]] = {}
         versioned: set[str] = set()
-        for start, end, name in self._matcher.find(ctx.doc.prose, ctx.lowered):
+        for start, end, name in ctx.phrases(self._matcher):
             if name in versioned:
                 continue
             first.setdefault(name, (start, end))
