@@ -8,8 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sovereign_mcp.gate.engine import QualityGate
+from sovereign_mcp.gate.facts import digit_dots
 from sovereign_mcp.gate.rules.base import Rule
 from sovereign_mcp.gate.rules.caps import Caps
 from sovereign_mcp.gate.rules.markup import Markup
@@ -93,3 +96,8 @@ def test_two_caps_entries_act_as_one_allowlist_reported_under_the_first_id(tmp_p
     assert [(f.rule_id, f.match) for f in report.findings] == [("caps-a", "DGX")]
     only_b = gate.check("The GPU runs the LLM on a DGX.\n", "podcast", only=["caps-b"])
     assert [(f.rule_id, f.match) for f in only_b.findings] == [("caps-b", "GPU"), ("caps-b", "DGX")]
+
+
+@given(st.text(alphabet="0123456789.v a\n١٢", max_size=60))
+def test_digit_dots_are_the_spans_of_the_regex_they_replace(text: str) -> None:
+    assert list(digit_dots(text)) == [m.span() for m in re.finditer(r"\d\.\d", text)]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from sovereign_mcp.gate.document import Document
-from sovereign_mcp.gate.facts import DIGIT_DOT, KnownFacts
+from sovereign_mcp.gate.facts import KnownFacts, digit_dots
 from sovereign_mcp.gate.rules.phrases import PhraseMatcher, PhraseScan
 from sovereign_mcp.kb.entry_types import EntryData
 
@@ -91,7 +91,7 @@ class Context:
     def has_version(self, lo: int, hi: int) -> bool:
         """Whether a version-like number (digit.digit) occurs in ``[lo, hi)``."""
         if self._versions is None:
-            self._versions = [m.start() for m in DIGIT_DOT.finditer(self.doc.claims)]
+            self._versions = [start for start, _ in digit_dots(self.doc.claims)]
         i = bisect.bisect_left(self._versions, lo)
         return i < len(self._versions) and self._versions[i] < hi
 
