@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sovereign_mcp.gate.document import _INLINE_CODE, prepare
 from sovereign_mcp.gate.engine import QualityGate
 from sovereign_mcp.gate.facts import digit_dots
 from sovereign_mcp.gate.rules.base import Rule
@@ -101,3 +102,10 @@ def test_two_caps_entries_act_as_one_allowlist_reported_under_the_first_id(tmp_p
 @given(st.text(alphabet="0123456789.v a\n١٢", max_size=60))
 def test_digit_dots_are_the_spans_of_the_regex_they_replace(text: str) -> None:
     assert list(digit_dots(text)) == [m.span() for m in re.finditer(r"\d\.\d", text)]
+
+
+@given(st.text(alphabet="`a \n\t", max_size=40))
+def test_inline_code_pattern_opening_on_a_literal_matches_as_before(text: str) -> None:
+    before = re.compile(r"(`++)(?:[^`\n]++|\n(?![ \t]*\n)|(?!\1)`++)+?\1(?!`)")  # the pattern it replaced
+    assert [m.span() for m in _INLINE_CODE.finditer(text)] == [m.span() for m in before.finditer(text)]
+    assert prepare(text).line_starts == [0, *(i + 1 for i, ch in enumerate(text) if ch == "\n")]
