@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sovereign_mcp.gate.document import _INLINE_CODE, prepare
 from sovereign_mcp.gate.engine import QualityGate
-from sovereign_mcp.gate.facts import digit_dots
+from sovereign_mcp.gate.facts import TITLE, _title_matches, digit_dots
 from sovereign_mcp.gate.rules.base import Rule
 from sovereign_mcp.gate.rules.caps import Caps
 from sovereign_mcp.gate.rules.markup import Markup
@@ -109,3 +109,8 @@ def test_inline_code_pattern_opening_on_a_literal_matches_as_before(text: str) -
     before = re.compile(r"(`++)(?:[^`\n]++|\n(?![ \t]*\n)|(?!\1)`++)+?\1(?!`)")  # the pattern it replaced
     assert [m.span() for m in _INLINE_CODE.finditer(text)] == [m.span() for m in before.finditer(text)]
     assert prepare(text).line_starts == [0, *(i + 1 for i, ch in enumerate(text) if ch == "\n")]
+
+
+@given(st.text(alphabet='"“”[]()/ Ab.\n', max_size=60))
+def test_titles_tried_at_their_openings_are_the_regex_matches(text: str) -> None:
+    assert [m.span() for m in _title_matches(text)] == [m.span() for m in TITLE.finditer(text)]

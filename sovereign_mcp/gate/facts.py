@@ -22,6 +22,7 @@ PATH = re.compile(r"(?:~|\.\.?)?/(?:[\w.@+-]+/)+[\w.@+-]*|[\w-]+(?:/[\w.-]+)+\.[
 _DOT_DIGIT = re.compile(r"\.\d")  # a literal first: re skips to each dot (12x faster than r"\d\.\d" on 1 MB)
 VERSION = re.compile(r"v?\d+\.\d+\.\d+(?:[-.+][0-9A-Za-z]+)*|v\d+\.\d+")
 TITLE = re.compile(r"[\"“]([A-Z][^\"”\n]{3,100}?)[\"”]|\[([A-Z][^\]\n]{3,100})\]\(((?:/|\./)[^)\s]*)[^)]*\)")
+_TITLE_OPENS = re.compile(r"[\"“\[]")  # where a TITLE match can start
 _TRAILING = ".,;:!?"
 _WINDOW = 200  # longest path or version token looked at, characters
 
@@ -104,6 +105,20 @@ def _versions(text: str) -> Iterator[Claim]:
         yield Claim("version", match.group(), start, end)
 
 
+def _title_matches(text: str) -> Iterator[re.Match[str]]:
+    """What ``TITLE.finditer(text)`` yields, tried only where a title can open (a quote or ``[``): the
+    alternation of two branches opening on a character class scans every position, 2.5x slower."""
+    resume = 0
+    for opening in _TITLE_OPENS.finditer(text):
+        pos = opening.start()
+        if pos < resume:
+            continue
+        match = TITLE.match(text, pos)
+        if match:
+            resume = match.end()
+            yield match
+
+
 def extract_claims(text: str, kinds: set[str]) -> Iterator[Claim]:
     """Claims of the requested ``kinds`` in ``text``, in order of appearance per kind."""
     url_spans: list[tuple[int, int]] = []
@@ -118,7 +133,7 @@ def extract_claims(text: str, kinds: set[str]) -> Iterator[Claim]:
     if "version" in kinds:
         yield from _versions(text)
     if "title" in kinds:
-        for m in TITLE.finditer(text):
+        for m in _title_matches(text):
             group = 1 if m.group(1) is not None else 2
             value = m.group(group).strip()
             if _looks_like_title(value):
