@@ -19,7 +19,9 @@ from sovereign_mcp.kb.entry_types import EntryData
 # ahead to it); group 1 is the speaker's name.
 SPEAKER_PATTERN = r"\n[ \t]*([A-Z][A-Z0-9_]{1,30})[ \t]*:"
 SPEAKER = re.compile(SPEAKER_PATTERN)
-_SENTENCE_ENDS = (re.compile(r"[.!?]\s"), re.compile(r"\n\s*\n"))  # two scans beat one alternation 2x
+# Sentence ends: ".", "!" or "?" then a space, or a blank line. One scan per literal opening (re skips ahead
+# to it) beats a character class 2x, and one alternation 4x.
+_SENTENCE_ENDS = tuple(re.compile(p) for p in (r"\.\s", r"!\s", r"\?\s", r"\n\s*\n"))
 
 
 def compiled(pattern: str, flags: int = 0) -> re.Pattern[str]:
