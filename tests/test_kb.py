@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from sovereign_mcp import cli
+from sovereign_mcp.gate.rules.caps import Caps as CapsData
+from sovereign_mcp.gate.rules.existence import Existence as ExistenceData
 from sovereign_mcp.kb.loader import load_kb, parse_entry
-from sovereign_mcp.kb.models import CapsData, ExistenceData, KBError
+from sovereign_mcp.kb.models import KBError
 from sovereign_mcp.kb.prompts import build_prompt, render_rules
 from sovereign_mcp.paths import default_kb_dir
 from tests.helpers import isolate

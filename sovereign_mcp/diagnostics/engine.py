@@ -21,9 +21,19 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from sovereign_mcp.diagnostics.launch import LaunchSpec, parse_env_lines, parse_launch
+from sovereign_mcp.diagnostics.models import (
+    BASELINE,
+    DIAGNOSIS,
+    FLAG_CATALOG,
+    BaselineData,
+    DiagnosisData,
+    EnvCondition,
+    FlagCondition,
+)
 from sovereign_mcp.diagnostics.probe import ProbeResult
+from sovereign_mcp.kb.entry_types import SGLANG_SCOPES
 from sovereign_mcp.kb.loader import KnowledgeBase
-from sovereign_mcp.kb.models import BaselineData, DiagnosisData, EnvCondition, FlagCondition, KBEntry
+from sovereign_mcp.kb.models import KBEntry
 
 MAX_LOG_BYTES = 1024 * 1024
 Verdict = Literal["valid", "valid_with_warnings", "invalid", "unknown"]
@@ -135,10 +145,10 @@ class Diagnoser:
         self.kb = kb
         self.article_url = article_url
         self.default_hardware = default_hardware
-        entries = kb.in_scopes(["sglang"])
-        self.rules = [e for e in entries if e.type == "diagnosis"]
-        self.baselines = [e for e in entries if e.type == "baseline"]
-        self.known_flags = {f for e in entries if e.type == "flag_catalog" for f in e.data.flags}
+        entries = kb.in_scopes(SGLANG_SCOPES)
+        self.rules = [e for e in entries if e.type == DIAGNOSIS]
+        self.baselines = [e for e in entries if e.type == BASELINE]
+        self.known_flags = {f for e in entries if e.type == FLAG_CATALOG for f in e.data.flags}
 
     def diagnose(self, error_log: str | None = None, launch_command: str | None = None,
                  env: dict[str, str] | str | None = None, hardware: str | None = None,

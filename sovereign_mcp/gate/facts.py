@@ -19,9 +19,10 @@ URL = re.compile(r"https?://[^\s<>\"'`)\]]+")
 SLASH = re.compile(r"/")
 PATH_RIGHT = re.compile(r"[\w.@+/~-]*")
 PATH = re.compile(r"(?:~|\.\.?)?/(?:[\w.@+-]+/)+[\w.@+-]*|[\w-]+(?:/[\w.-]+)+\.[A-Za-z0-9]{1,6}")
-DIGIT_DOT = re.compile(r"\d\.\d")
+_DOT_DIGIT = re.compile(r"\.\d")  # a literal first: re skips to each dot (12x faster than r"\d\.\d" on 1 MB)
 VERSION = re.compile(r"v?\d+\.\d+\.\d+(?:[-.+][0-9A-Za-z]+)*|v\d+\.\d+")
 TITLE = re.compile(r"[\"“]([A-Z][^\"”\n]{3,100}?)[\"”]|\[([A-Z][^\]\n]{3,100})\]\(((?:/|\./)[^)\s]*)[^)]*\)")
+_TITLE_OPENS = re.compile(r"[\"“\[]")  # where a TITLE match can start
 _TRAILING = ".,;:!?"
 _WINDOW = 200  # longest path or version token looked at, characters
 
@@ -68,22 +69,33 @@ def _paths(text: str, url_spans: list[tuple[int, int]]) -> Iterator[Claim]:
             yield Claim("path", token, start, start + len(token))
 
 
+def digit_dots(text: str) -> Iterator[tuple[int, int]]:
+    r"""``(start, end)`` of each digit-dot-digit in ``text``, exactly the spans ``re.finditer(r"\d\.\d", text)``
+    gives (left to right, not overlapping; ``\d`` is a Unicode decimal digit, as ``str.isdecimal``)."""
+    free = 0
+    for hit in _DOT_DIGIT.finditer(text):
+        start = hit.start() - 1
+        if start >= free and text[start].isdecimal():
+            free = start + 3
+            yield start, free
+
+
 def _versions(text: str) -> Iterator[Claim]:
     done = -1
-    for hit in DIGIT_DOT.finditer(text):
-        if hit.start() < done:
+    for hit_start, hit_end in digit_dots(text):
+        if hit_start < done:
             continue
-        start = hit.start()
+        start = hit_start
         while start > 0 and text[start - 1].isdigit():
             start -= 1
         if start > 0 and text[start - 1] in "vV":
             start -= 1
         if start > 0 and (text[start - 1].isalnum() or text[start - 1] in "._"):
-            done = hit.end()
+            done = hit_end
             continue
         match = VERSION.match(text, start)
         if not match:
-            done = hit.end()
+            done = hit_end
             continue
         end = match.end()
         done = end
@@ -91,6 +103,20 @@ def _versions(text: str) -> Iterator[Claim]:
                                 end + 1 < len(text) and text[end + 1].isalnum())):
             continue
         yield Claim("version", match.group(), start, end)
+
+
+def _title_matches(text: str) -> Iterator[re.Match[str]]:
+    """What ``TITLE.finditer(text)`` yields, tried only where a title can open (a quote or ``[``): the
+    alternation of two branches opening on a character class scans every position, 2.5x slower."""
+    resume = 0
+    for opening in _TITLE_OPENS.finditer(text):
+        pos = opening.start()
+        if pos < resume:
+            continue
+        match = TITLE.match(text, pos)
+        if match:
+            resume = match.end()
+            yield match
 
 
 def extract_claims(text: str, kinds: set[str]) -> Iterator[Claim]:
@@ -107,7 +133,7 @@ def extract_claims(text: str, kinds: set[str]) -> Iterator[Claim]:
     if "version" in kinds:
         yield from _versions(text)
     if "title" in kinds:
-        for m in TITLE.finditer(text):
+        for m in _title_matches(text):
             group = 1 if m.group(1) is not None else 2
             value = m.group(group).strip()
             if _looks_like_title(value):

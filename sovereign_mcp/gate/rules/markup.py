@@ -1,0 +1,48 @@
+"""``markup``: text a TTS engine reads literally (asterisks, angle brackets, bracket tags)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import Field, PrivateAttr, field_validator
+
+from sovereign_mcp.gate.rules.base import Context, Match, Rule, compiled
+from sovereign_mcp.kb.entry_types import EntryData
+
+
+class MarkupPattern(EntryData):
+    """One kind of markup: its ``name`` (said in the message), a Python regular expression (multi-line
+    mode: ``^`` and ``$`` at every line), and an optional fix."""
+
+    name: str
+    pattern: str
+    suggestion: str = ""
+    _regex: re.Pattern[str] = PrivateAttr()
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        compiled(value, re.MULTILINE)
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._regex = compiled(self.pattern, re.MULTILINE)
+
+
+class Markup(Rule):
+    """``patterns``: the markup kinds (at least one); an empty match is never reported."""
+
+    patterns: list[MarkupPattern] = Field(min_length=1)
+
+    def check(self, ctx: Context) -> Iterator[Match]:
+        for pattern in self.patterns:
+            suggestion = pattern.suggestion or None
+            for m in pattern._regex.finditer(ctx.doc.prose):
+                if m.end() > m.start():
+                    yield Match(m.start(), m.end(), message=f"TTS would read {pattern.name} literally: "
+                                f"'{m.group()}'", suggestion=suggestion)
+
+    def prompt_lines(self) -> list[str]:
+        return [f"No {', '.join(p.name for p in self.patterns)}."]
