@@ -122,8 +122,8 @@ class PipelineWorker:
                     self._stop.wait(1.0)
                 if not busy:
                     self._release()
-                    if self.service.config.manage_gpu:
-                        self.service.gpu.stop_idle()  # idle_stop_seconds of each GPU service
+                    if self.config.manage_gpu:
+                        self.deps.gpu.stop_idle()  # idle_stop_seconds of each GPU service
                     if until is not None and until():
                         return
                     self._wake.wait(self.config.idle_poll_seconds)
