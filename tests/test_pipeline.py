@@ -216,6 +216,27 @@ def test_hero_image_png_and_sha256_in_the_job_record(world: World) -> None:
     assert [e.service for e in gpu_events(service) if e.event == "start_requested"] == ["fake-comfyui"]
 
 
+def test_the_worker_stops_a_gpu_service_left_idle(world: World) -> None:
+    """The background worker, once idle, stops a service past its ``idle_stop_seconds`` (and logs why)."""
+    gpu = world.gpu()
+    for service_settings in gpu["services"]:
+        if service_settings["kind"] == "comfyui":
+            service_settings["idle_stop_seconds"] = 0.5
+    service = PipelineService(Settings(data_dir=world.data_dir, corpus={"paths": [world.root / "corpus"],
+                                                                          "watch": False},
+                                       inference=world.inference(), gpu=gpu, pipeline=world.pipeline()))
+    world.services.append(service)
+    job_id = service.submit("hero_image", "an idle stop").job_id
+    service.start_worker()
+    wait_for(lambda: service.status(job_id).state == "done", timeout=30)
+    wait_for(lambda: gpu_events(service)[-1].event == "stopped", timeout=10)
+    assert world.stack.alive() == []
+    events = [(e.service, e.event) for e in gpu_events(service)]
+    assert events[-2:] == [("fake-comfyui", "stop_requested"), ("fake-comfyui", "stopped")]
+    stop = [e for e in gpu_events(service) if e.event == "stop_requested"][-1]
+    assert "idle_stop_seconds = 0.5" in stop.detail
+
+
 def test_bad_requests_are_refused(world: World) -> None:
     service = world.service()
     with pytest.raises(PipelineInputError, match="unknown job kind"):
