@@ -1,7 +1,7 @@
 """A loopback OpenAI-compatible chat server for tests: a stand-in for SGLang, llama.cpp or Ollama.
 
-Speaks the exact shapes the inference client reads (OpenAI "Chat Completions"; REFERENCE.md "SGLang" and
-"Other local services"):
+Speaks the exact shapes the inference client reads (OpenAI "Chat Completions"; SGLang ``http_server.py``
+and llama.cpp ``tools/server/README.md``):
 
 * ``POST /v1/chat/completions`` -> ``{"id", "object": "chat.completion", "created", "model", "choices":
   [{"index": 0, "message": {"role": "assistant", "content"}, "finish_reason": "stop"}], "usage"}``; with

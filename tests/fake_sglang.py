@@ -1,6 +1,7 @@
 """A loopback stand-in for a running SGLang server (``python -m sglang.launch_server``).
 
-Speaks the endpoint shapes the live probe reads (REFERENCE.md, "SGLang"): ``GET /health`` (200 when
+Speaks the endpoint shapes the live probe reads (SGLang ``python/sglang/srt/entrypoints/http_server.py``):
+``GET /health`` (200 when
 ready, 503 while warming up), ``GET /server_info`` (server args as JSON), ``GET /model_info``,
 ``GET /metrics`` (Prometheus text with ``--enable-metrics``). ``deprecated=True`` makes it behave like
 an older server: 404 on ``/server_info`` and ``/model_info`` but answers ``/get_server_info`` and

@@ -1,7 +1,7 @@
 """Every shipped SGLang ``diagnosis`` rule against realistic input, plus the engine's edge cases.
 
 Log rules get a hand-written SGLang log excerpt (timestamps, INFO lines, a traceback) containing the
-exact failure text from REFERENCE.md / SGLang's source, so a test proves the rule's regex matches the
+exact failure text from SGLang's, Triton's and CUDA's own messages, so a test proves the rule's regex matches the
 real text rather than itself. Flag, env and image rules get a realistic launch command. A guard test
 fails when a new rule ships without an excerpt or command here.
 """
@@ -83,7 +83,7 @@ mem_fraction_static=0.75, max_running_requests=16, tp_size=1)
 """
 
 # rule id -> (the text the evidence line must contain, the log). The needle is the exact string the
-# failure prints (REFERENCE.md "SGLang (diagnostics and calls)" / SGLang, docker, nvidia-smi sources).
+# failure prints (SGLang, Triton ptxas, docker and nvidia-smi sources).
 LOG_CASES: dict[str, tuple[str, str]] = {
     "sglang-alternating-roles": (
         "Conversation roles must alternate user/assistant/user/assistant",

@@ -1,6 +1,7 @@
 """Live probe of a running SGLang server (read-only HTTP GETs with short timeouts).
 
-Endpoints (REFERENCE.md, "SGLang"): ``/health`` (200 when a one-token generation works, 503 while
+Endpoints (SGLang ``python/sglang/srt/entrypoints/http_server.py``): ``/health`` (200 when a one-token
+generation works, 503 while
 starting), ``/server_info`` (older servers: ``/get_server_info``), ``/model_info`` (older:
 ``/get_model_info``) and ``/metrics`` (Prometheus text, with ``--enable-metrics``), parsed with
 prometheus-client. Free memory comes from ``MemAvailable`` in ``/proc/meminfo``: on the GB10's

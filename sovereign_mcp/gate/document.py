@@ -2,7 +2,7 @@
 
 Masking replaces skipped characters with spaces (newlines kept), so a match found in a masked view
 has the same offset, line and column as in the original text. Two views, following Vale's
-Markdown handling (REFERENCE.md, "Prose linting"):
+Markdown handling (vale.sh docs, "Scoping": front matter, code and URLs are not prose):
 
 * ``prose``: front matter, fenced and indented code blocks, inline code spans, URLs (bare and link
   targets), HTML comments and ``<!-- gate off -->`` ... ``<!-- gate on -->`` regions blanked. Style

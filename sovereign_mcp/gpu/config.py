@@ -3,7 +3,7 @@
 The operator's DGX Spark (GB10) has one 128 GB unified memory pool. SGLang (~94 GB), Voxtral TTS
 (~111 GB) and ComfyUI FLUX (~14 GB) do not fit together, so only one runs at a time; after one stops,
 unified memory comes back late, so the next one waits ``cooldown_seconds`` (60 s) or it loads and then
-runs out of memory on its first real request (REFERENCE.md, "The operator and the product").
+runs out of memory on its first real request (the operator's stack write-up).
 
 Sizes are GB (10^9 bytes), durations are seconds. These models are meant to be nested in the global
 ``Settings`` as ``gpu: GPUSettings`` (TOML section ``[gpu]``, ``[[gpu.services]]``).

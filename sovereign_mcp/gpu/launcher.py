@@ -9,7 +9,8 @@ For services that are not systemd units or containers, use as the manager's comm
 ``start`` spawns the command in a new session (its own process group), writes the group id to the pid
 file and returns at once. ``stop`` sends SIGTERM to the whole group, waits ``--grace`` seconds, then
 SIGKILL, and returns only when no process of the group is left: SGLang workers reparented to PID 1 keep
-their memory after the parent is killed (REFERENCE.md, "SGLang"; llama-swap stops the group the same way).
+their memory after the parent is killed (SGLang kills its own tree with ``kill_process_tree`` in
+``python/sglang/srt/utils.py``; llama-swap ``proxy/process.go`` stops the group the same way).
 Zombies (exited, not yet reaped) hold no memory and count as gone.
 
 Exit codes: 0 done (also "already running" / "not running"), 1 failure (message on stderr), 2 usage.

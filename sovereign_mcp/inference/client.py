@@ -1,7 +1,7 @@
 """OpenAI-compatible chat client with an ordered fallback chain, per-provider circuit breakers and deadlines.
 
 Behaviour (sovereign-forge epic, "Model Fallback Chain": fall back on timeout, 429, 503 and DNS failure with
-no human intervention, the local model as last resort; REFERENCE.md "SGLang" for role merging):
+no human intervention, the local model as last resort; Mistral's chat template for role merging):
 
 * Messages go through :func:`~sovereign_mcp.inference.messages.merge_consecutive_roles` first (SGLang
   serving Mistral answers HTTP 400 to non-alternating roles).

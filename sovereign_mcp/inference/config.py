@@ -15,8 +15,9 @@ Shape (TOML, once nested in the global settings as ``[inference]``)::
     model = "mistral-small-4"    # optional: unset = first id of GET {base_url}/models
     timeout = 120                # per attempt, seconds
 
-Defaults follow the operator's stack (REFERENCE.md "Facts from the operator's stack" and "Other local
-services"): SGLang serving Mistral Small 4 on port 30000, then llama.cpp ``llama-server`` on port 8080 as the
+Defaults follow the operator's stack (the operator's stack write-up; llama.cpp ``tools/server/README.md``;
+Ollama ``docs/openai.md``): SGLang serving Mistral Small 4 on port 30000, then llama.cpp ``llama-server``
+on port 8080 as the
 local model of last resort (sovereign-forge epic, "Model Fallback Chain": "the local model becomes the
 ultimate fallback of last resort"). Ollama would be ``http://127.0.0.1:11434/v1`` with ``kind = "ollama"``.
 

@@ -1,6 +1,7 @@
 """Chat message clean-up before sending: merge consecutive messages of the same role.
 
-Why (REFERENCE.md "SGLang", log text -> fix): Mistral's chat template, as served by SGLang, answers HTTP 400
+Why (the ``chat_template`` of mistralai models on Hugging Face raises this; OpenHands hit it with
+``enable_prompt_extensions``): Mistral's chat template, as served by SGLang, answers HTTP 400
 ``Conversation roles must alternate user/assistant/user/assistant/...`` when two user (or two assistant)
 messages follow each other; the fix is to merge them client-side. Merging is harmless for every other
 OpenAI-compatible server, so it is always done.

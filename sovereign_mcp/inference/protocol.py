@@ -18,7 +18,9 @@ Fallback rule (sovereign-forge epic, "Model Fallback Chain": fall back on timeou
 transport errors (refused, DNS, timeout, reset), HTTP 429, any 5xx and a malformed 2xx answer raise
 :class:`ProviderFailure` (try the next provider); any other 4xx raises :class:`InferenceRequestError`.
 
-Readiness (REFERENCE.md): SGLang and llama.cpp ``GET /health`` (200 ready, 503 while loading), Ollama
+Readiness (SGLang ``python/sglang/srt/entrypoints/http_server.py`` ``/health``; llama.cpp
+``tools/server/README.md``; Ollama ``docs/api.md``): SGLang and llama.cpp ``GET /health`` (200 ready,
+503 while loading), Ollama
 ``GET /api/version``, anything else ``GET {base_url}/models``.
 """
 

@@ -1,4 +1,4 @@
-"""L402 HTTP headers (bLIP-0026 / Aperture; REFERENCE.md "L402").
+"""L402 HTTP headers (bLIP-0026 / lightninglabs/aperture ``l402/header.go``).
 
 Challenge: ``WWW-Authenticate: L402 macaroon="<std base64>", invoice="<bolt11>"`` (``macaroon=``
 first: client parsers such as l402-requests match that order), sent again with the legacy scheme

@@ -1,6 +1,7 @@
 """L402 for paid tools: issue challenges, verify credentials, meter calls.
 
-Verification follows Aperture (REFERENCE.md "L402"): decode the macaroon identifier ->
+Verification follows Aperture (lightninglabs/aperture ``mint/mint.go``, ``VerifyL402``): decode the
+macaroon identifier ->
 ``sha256(preimage) == payment_hash`` (constant time) -> look up the token's root key -> verify the
 signature -> check the caveats (service, capability = tool, expiry) -> spend one of the token's calls
 atomically in the store. A preimage is only revealed by paying the invoice, so a valid preimage marks

@@ -1,6 +1,7 @@
 """Settings of the content pipeline (TOML section ``[pipeline]``) and the per-job options.
 
-Where the pipeline's services live (REFERENCE.md, "Other local services the pipeline drives"): Voxtral TTS
+Where the pipeline's services live (the operator's stack write-up; vLLM-Omni ``docs/serving/speech_api.md``; ComfyUI
+``server.py`` routes): Voxtral TTS
 served by vLLM-Omni on port 8001 (``POST /v1/audio/speech``, ``GET /v1/audio/voices``), ComfyUI with
 FLUX.1-schnell on port 8188. Text generation goes through the ``[inference]`` chain (SGLang, then
 llama.cpp). Each step names the GPU service role it needs (``sglang``, ``voxtral``, ``comfyui``); the role

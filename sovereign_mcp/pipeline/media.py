@@ -1,7 +1,7 @@
 """Clients for the media services and the file formats the pipeline produces.
 
-* Voxtral TTS served by vLLM-Omni (REFERENCE.md, "Other local services the pipeline drives"; vLLM-Omni
-  ``docs/serving/speech_api.md``): ``POST /v1/audio/speech`` with ``input``, ``model``, ``voice``,
+* Voxtral TTS served by vLLM-Omni (vLLM-Omni ``docs/serving/speech_api.md``): ``POST /v1/audio/speech``
+  with ``input``, ``model``, ``voice``,
   ``response_format``, ``speed`` returns the raw audio bytes; ``GET /v1/audio/voices`` returns
   ``{"voices": [names...], "uploaded_voices": [...]}``.
 * ComfyUI: ``POST /prompt {"prompt": graph, "client_id"}`` -> ``{"prompt_id", "number", "node_errors"}``

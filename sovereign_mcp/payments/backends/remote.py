@@ -1,6 +1,7 @@
 """Lightning backends reached over HTTP (httpx): LNbits, LND REST and Core Lightning's clnrest.
 
-API shapes (REFERENCE.md "L402"):
+API shapes (LNbits ``lnbits/core/views/payment_api.py``; LND REST ``lnrpc/lightning.swagger.json``;
+Core Lightning ``plugins/rest-plugin`` clnrest docs):
 
 * LNbits: ``POST /api/v1/payments`` (``X-Api-Key: <invoice key>``, ``{"out": false, "amount", "memo",
   "unit": "sat", "expiry"}``) -> ``payment_hash``, ``payment_request``; ``GET /api/v1/payments/{hash}``
