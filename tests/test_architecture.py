@@ -135,3 +135,13 @@ def test_leaves_import_no_engine(leaf: str) -> None:
     engines = {name for name in seen if modules[name].name != "__init__.py"
                and not name.endswith((".config", ".models", ".errors", ".records", ".paths", ".entry_types"))}
     assert not engines, sorted(engines)
+
+
+def test_sources_cite_upstream_not_reading_notes() -> None:
+    """Docstrings cite the spec, repository path or issue a rule comes from, never the team's reading notes
+    (the shared reference file beside the project is not shipped with it)."""
+    notes = "REFERENCE" + ".md"
+    roots = [PACKAGE, PACKAGE.parent / "tests", PACKAGE.parent / "benchmarks"]
+    citing = sorted(str(p.relative_to(PACKAGE.parent)) for root in roots for p in root.rglob("*.py")
+                    if notes in p.read_text(encoding="utf-8"))
+    assert citing == []
