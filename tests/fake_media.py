@@ -139,6 +139,10 @@ class FakeVoxtral(_Fake):
         self.voices = voices or list(VOICES)
         self.seconds_per_word = seconds_per_word
         self.speeches: list[dict[str, Any]] = []
+        self.crash_at: int | None = None  # the engine dies on this speech request (0-based count of accepted ones)
+        self.on_crash: Callable[[], None] | None = None  # e.g. kill the service process that hosts it
+        self.outage: Callable[[], bool] | None = None  # while true, every request answers 503 (engine dead)
+        self.crashed = False
 
     def route(self, handler: Handler, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
         if (method, path) == ("GET", "/v1/audio/voices"):
@@ -151,6 +155,15 @@ class FakeVoxtral(_Fake):
             self.send(handler, 404, {"detail": "Not Found"})
 
     def _speech(self, handler: Handler, body: dict[str, Any]) -> None:
+        with self._lock:
+            crash = self.crash_at is not None and not self.crashed and len(self.speeches) == self.crash_at
+            self.crashed = self.crashed or crash
+        if crash and self.on_crash is not None:
+            self.on_crash()
+        if crash or (self.outage is not None and self.outage()):  # vLLM's answer once its engine core is gone
+            self.send(handler, 503, {"error": {"message": "EngineDeadError: EngineCore encountered an issue",
+                                               "type": "ServiceUnavailableError", "code": 503}})
+            return
         text, voice, speed = body.get("input"), body.get("voice"), body.get("speed", 1.0)
         problem = None
         if not isinstance(text, str) or not text.strip():
@@ -179,7 +192,8 @@ class FakeComfyUI(_Fake):
         self.render_polls = render_polls
         self.prompts: dict[str, dict[str, Any]] = {}
         self._polls: dict[str, int] = {}
-        self.png = make_png()
+        self.wrong_size: tuple[int, int] | None = None  # render this size whatever the graph asks
+        self.images: dict[str, bytes] = {}  # output filename -> the PNG /view serves
 
     @staticmethod
     def validate(graph: Any) -> list[str]:
@@ -231,8 +245,10 @@ class FakeComfyUI(_Fake):
             name = (query.get("filename") or [""])[0]
             if not name.endswith(".png") or query.get("type", ["output"])[0] != "output":
                 self.send(handler, 404, {"error": "not found"})
+            elif name not in self.images:
+                self.send(handler, 404, {"error": f"no output {name}"})
             else:
-                self.send(handler, 200, self.png, "image/png")
+                self.send(handler, 200, self.images[name], "image/png")
         else:
             self.send(handler, 404, {"error": "not found"})
 
@@ -247,8 +263,13 @@ class FakeComfyUI(_Fake):
         save_id, save = next((k, n) for k, n in graph.items() if n.get("class_type") == "SaveImage")
         prefix = save["inputs"].get("filename_prefix", "ComfyUI")
         subfolder, _, stem = prefix.rpartition("/")
+        latent = next(n for n in graph.values() if n.get("class_type") == "EmptySD3LatentImage")["inputs"]
+        filename = f"{stem}_00001_.png"
+        with self._lock:  # rendered at the latent's size, as ComfyUI does
+            if filename not in self.images:
+                self.images[filename] = make_png(*(self.wrong_size or (latent["width"], latent["height"])))
         entry = {"prompt": [1, prompt_id, graph, {}, [save_id]],
-                 "outputs": {save_id: {"images": [{"filename": f"{stem}_00001_.png", "subfolder": subfolder,
+                 "outputs": {save_id: {"images": [{"filename": filename, "subfolder": subfolder,
                                                    "type": "output"}]}},
                  "status": {"status_str": "success", "completed": True,
                             "messages": [["execution_start", {"prompt_id": prompt_id}],

@@ -34,6 +34,7 @@ from tests.helpers import REPO, free_port
 HAVE_FFMPEG = shutil.which("ffmpeg") is not None
 needs_ffmpeg = pytest.mark.skipif(not HAVE_FFMPEG and not os.environ.get("CI"),
                                   reason="ffmpeg is not installed (CI installs it via .ci/run)")
+IMAGE = (80, 64)  # hero image size asked of the ComfyUI stand-in (small: it renders real PNGs)
 ROLES = {"sglang": "fake-sglang", "voxtral": "fake-voxtral", "comfyui": "fake-comfyui"}
 
 
@@ -75,14 +76,19 @@ class World:
 
     def pipeline(self, **overrides: Any) -> dict[str, Any]:
         return {"voxtral_url": self.voxtral.url, "comfyui_url": self.comfyui.url, "idle_poll_seconds": 0.05,
-                "inference_poll_seconds": 0.2, "image_poll_seconds": 0.02, "gate_retries": 2, **overrides}
+                "inference_poll_seconds": 0.2, "image_poll_seconds": 0.02, "gate_retries": 2,
+                "image_width": IMAGE[0], "image_height": IMAGE[1], **overrides}
 
-    def settings(self, **pipeline: Any) -> Settings:
+    def settings(self, gpu: dict[str, dict[str, Any]] | None = None, **pipeline: Any) -> Settings:
+        """Settings over these fakes; ``gpu`` maps a GPU service name to overrides of its entry."""
+        services = self.gpu()
+        for entry in services["services"]:
+            entry.update((gpu or {}).get(entry["name"], {}))
         return Settings(data_dir=self.data_dir, corpus={"paths": [self.root / "corpus"], "watch": False},
-                        inference=self.inference(), gpu=self.gpu(), pipeline=self.pipeline(**pipeline))
+                        inference=self.inference(), gpu=services, pipeline=self.pipeline(**pipeline))
 
-    def service(self, **pipeline: Any) -> PipelineService:
-        service = PipelineService(self.settings(**pipeline))
+    def service(self, gpu: dict[str, dict[str, Any]] | None = None, **pipeline: Any) -> PipelineService:
+        service = PipelineService(self.settings(gpu, **pipeline))
         self.services.append(service)
         return service
 
@@ -204,7 +210,7 @@ def test_hero_image_png_and_sha256_in_the_job_record(world: World) -> None:
     (artifact,) = status.artifacts
     path, _ = service.artifact(status.job_id, "hero.png")
     data = path.read_bytes()
-    assert is_png(data) and data == make_png()
+    assert is_png(data) and data == make_png(*IMAGE)
     assert artifact.sha256 == hashlib.sha256(data).hexdigest() == status.steps[0].detail["sha256"]
     assert artifact.uri == f"pipeline://jobs/{status.job_id}/artifacts/hero.png"
     (graph,) = world.comfyui.prompts.values()
@@ -218,14 +224,7 @@ def test_hero_image_png_and_sha256_in_the_job_record(world: World) -> None:
 
 def test_the_worker_stops_a_gpu_service_left_idle(world: World) -> None:
     """The background worker, once idle, stops a service past its ``idle_stop_seconds`` (and logs why)."""
-    gpu = world.gpu()
-    for service_settings in gpu["services"]:
-        if service_settings["kind"] == "comfyui":
-            service_settings["idle_stop_seconds"] = 0.5
-    service = PipelineService(Settings(data_dir=world.data_dir, corpus={"paths": [world.root / "corpus"],
-                                                                          "watch": False},
-                                       inference=world.inference(), gpu=gpu, pipeline=world.pipeline()))
-    world.services.append(service)
+    service = world.service({"fake-comfyui": {"idle_stop_seconds": 0.5}})
     job_id = service.submit("hero_image", "an idle stop").job_id
     service.start_worker()
     wait_for(lambda: service.status(job_id).state == "done", timeout=30)

@@ -23,7 +23,7 @@ from sovereign_mcp.gpu.manager import GPUServiceManager, find_overlaps
 from sovereign_mcp.pipeline.media import is_png, mp3_frame_offset
 from tests.fake_media import make_png
 from tests.helpers import operator_token, running_server, spawn_server
-from tests.test_pipeline import World
+from tests.test_pipeline import IMAGE, World
 
 pytestmark = pytest.mark.e2e
 
@@ -109,7 +109,7 @@ async def test_trigger_returns_at_once_and_status_ends_done_with_artifacts(url: 
         assert link.mime_type == "image/png"
         (blob,) = await client.read_resource(str(link.uri))
         png = base64.b64decode(blob.blob)
-        assert is_png(png) and png == make_png()
+        assert is_png(png) and png == make_png(*IMAGE)
         assert hashlib.sha256(png).hexdigest() == status["artifacts"][0]["sha256"]
         assert blob.mime_type == "image/png"
 

@@ -181,6 +181,17 @@ class GPUServiceManager:
                 raise ServiceBusyError(name, f"{name} still leased or switching after {limit:g} s")
             self._sleep(min(self.settings.poll_interval, limit - waited))
 
+    def report_failure(self, name: str, reason: str, job_id: str | None = None) -> None:
+        """A client found ``name`` dead mid-use (its API stopped answering though it was granted): record it
+        ``failed`` (event ``failed`` with ``reason``), so the next :meth:`acquire` stops and restarts it under
+        the one-at-a-time rule instead of granting it as running.
+
+        Raises:
+            UnknownServiceError: ``name`` is not configured.
+        """
+        self._config(name)
+        self._driver.fail(name, f"reported dead by its client: {reason}", job_id)
+
     def start_blocked(self, name: str) -> float | None:
         """When ``name`` may be started again (unix s) while its start breaker is open, else ``None``.
 

@@ -61,6 +61,10 @@ class PipelineSettings(BaseModel):
     ffmpeg: str = Field("ffmpeg", description="ffmpeg binary (name on PATH or absolute path).")
     mp3_bitrate: str = Field("128k", pattern=r"^\d{2,3}k$")
     http_retries: int = Field(3, ge=1, le=10, description="Attempts of one Voxtral/ComfyUI request.")
+    media_restarts: int = Field(2, ge=0, le=10, description="Restarts of a Voxtral/ComfyUI service that died "
+                                "mid-step before the job waits instead (the step resumes from its last turn).")
+    gpu_retry_seconds: float = Field(60.0, gt=0, le=86_400, description="How long a job waits before its GPU "
+                                     "service is tried again after it could not be had (memory, failed start), s.")
 
     @field_validator("voxtral_url", "comfyui_url")
     @classmethod

@@ -39,6 +39,11 @@ class MediaError(Exception):
     """A media service refused or failed a request, or a produced file is not what it should be."""
 
 
+class MediaUnavailable(MediaError):
+    """The service did not answer (connection refused or reset, timeout, HTTP 5xx) on every attempt: it is
+    down or dying, not refusing this request. The worker restarts it and retries the step."""
+
+
 class FFmpegMissing(MediaError):
     """ffmpeg is not installed (or not at the configured path)."""
 
@@ -81,7 +86,7 @@ class _HTTP:
                 last = f"HTTP {response.status_code}: {_message(response)}"
             if attempt + 1 < self.retries:
                 time.sleep(min(2.0 ** attempt * 0.5, 5.0))
-        raise MediaError(f"{method} {self.base_url}{path} failed after {self.retries} attempts: {last}")
+        raise MediaUnavailable(f"{method} {self.base_url}{path} failed after {self.retries} attempts: {last}")
 
     def close(self) -> None:
         self.http.close()
@@ -239,6 +244,14 @@ def is_wav(data: bytes) -> bool:
 def is_png(data: bytes) -> bool:
     """PNG signature followed by an IHDR chunk."""
     return data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR"
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` in pixels from the IHDR chunk (PNG spec, 11.2.2: two big-endian uint32 right
+    after the chunk type), or ``None`` when ``data`` is not a PNG."""
+    if not is_png(data) or len(data) < 24:
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 def mp3_frame_offset(data: bytes) -> int | None:

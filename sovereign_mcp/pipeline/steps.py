@@ -36,6 +36,7 @@ from sovereign_mcp.pipeline.media import (
     is_png,
     is_wav,
     mix_to_mp3,
+    png_size,
     wav_params,
 )
 from sovereign_mcp.pipeline.models import GateAttempt
@@ -355,6 +356,10 @@ def hero_image(ctx: StepContext) -> StepResult:
         client.close()
     if not is_png(png):
         raise MediaError(f"ComfyUI returned {len(png)} bytes for {images[0]['filename']} that are not a PNG")
+    got = png_size(png) or (0, 0)
+    if got != (width, height):
+        raise MediaError(f"ComfyUI returned a {got[0]}x{got[1]} image for the {width}x{height} asked "
+                         f"({images[0]['filename']}); check the graph's EmptySD3LatentImage node")
     artifact = ctx.store.add_artifact(ctx.job_id, "hero.png", png, "hero_image", epoch=ctx.epoch)
     detail = {"prompt_id": prompt_id, "seed": seed, "width": width, "height": height,
               "filename": images[0]["filename"], "sha256": artifact.sha256, "bytes": artifact.bytes}

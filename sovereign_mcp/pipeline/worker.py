@@ -19,6 +19,13 @@
 * Every inference provider down (:class:`InferenceUnavailable`): the step is given back, its job shows
   ``waiting``, other services' steps keep running, and once nothing else is left the worker polls
   readiness (``wait_until_available``) until a provider answers; then the job resumes.
+* A Voxtral/ComfyUI step that cannot get its service (memory guard short, start failed, start breaker
+  open) is given back and its job shows ``waiting`` with the reason and the time of the next try
+  (``pipeline.gpu_retry_seconds``, or when the breaker closes); other services' steps keep running. A
+  service that dies mid-step (:class:`MediaUnavailable`) is reported to the GPU manager, restarted under the
+  one-at-a-time rule and the step run again (TTS turns and a queued image already done are reused), up to
+  ``pipeline.media_restarts`` times in a row; then the job waits the same way. Such a job never fails for
+  want of a service, so nobody pays for it twice.
 * Cancel is honoured at step boundaries.
 """
 
@@ -29,12 +36,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
-from sovereign_mcp.gpu.manager import GPUError, Lease, ServiceBusyError
+from sovereign_mcp.gpu.errors import UnknownServiceError
+from sovereign_mcp.gpu.manager import GPUError, Lease, ServiceBusyError, ServiceUnavailableError
 from sovereign_mcp.inference.errors import InferenceRequestError, InferenceUnavailable
 from sovereign_mcp.pipeline.config import JobOptions
 from sovereign_mcp.pipeline.deps import PipelineDeps
-from sovereign_mcp.pipeline.media import MediaError
+from sovereign_mcp.pipeline.media import MediaError, MediaUnavailable
 from sovereign_mcp.pipeline.models import KIND_STEPS, RETRY_GROUPS, GateAttempt, spec_of
 from sovereign_mcp.pipeline.scheduler import choose
 from sovereign_mcp.pipeline.steps import RUNNERS, GateAborted, Interrupted, StepContext, StepFailed
@@ -44,7 +53,6 @@ log = logging.getLogger(__name__)
 
 STANDBY_SECONDS = 2.0
 LOCK_CHECK_SECONDS = 5.0  # how often a running step re-checks the worker lock (one round trip on PostgreSQL)
-GPU_RETRY_SECONDS = 60.0
 
 
 class PipelineWorker:
@@ -66,6 +74,8 @@ class PipelineWorker:
         self._role_since: float | None = None
         self._inference_down: str | None = None
         self._gpu_failed_at: float | None = None
+        self._held: dict[str, tuple[float, str]] = {}  # role -> (unix s of the next try, why it waits)
+        self._restarts: dict[tuple[str, str], int] = {}  # (job, step) -> media service restarts in a row
         self._epoch: int | None = None  # from store.recover() when the lock was taken
         self._lock_checked = 0.0
         self.steps_run = 0
@@ -196,22 +206,68 @@ class PipelineWorker:
         candidates = self.store.candidates()
         if not candidates:
             return False
-        exclude = {"sglang"} if self._inference_down else set()
+        now = time.time()
+        self._held = {role: held for role, held in self._held.items() if held[0] > now}
+        exclude = set(self._held) | ({"sglang"} if self._inference_down else set())
         current = self.current_role()
-        pick = choose(candidates, current, now=time.time(), current_since=self._role_since,
+        pick = choose(candidates, current, now=now, current_since=self._role_since,
                       switch_after=self.config.switch_after_seconds, exclude=exclude)
         if pick is None:
-            self._wait_for_inference(candidates)
-            return True
+            if self._inference_down and any(c.service == "sglang" for c in candidates):
+                self._wait_for_inference(candidates)
+                return True
+            return False  # every step left waits for a GPU service: idle until the next try
         self._run(pick)
         return True
+
+    def _hold(self, role: str, job_id: str, step: str, why: str, retry_at: float) -> None:
+        """Give ``step`` back and keep every step of ``role`` waiting until ``retry_at`` (unix s), with the
+        reason and the time of the next try in each job's message."""
+        retry_at = max(retry_at, time.time() + self.config.idle_poll_seconds)
+        self._held[role] = (retry_at, why)
+        at = datetime.fromtimestamp(retry_at, UTC).strftime("%H:%M:%S UTC")
+        message = (f"waiting for the {role} service: {why}; next try at {at} "
+                   f"(in {max(0.0, retry_at - time.time()):.0f} s)")
+        self.store.requeue(job_id, step, message, epoch=self._epoch)
+        others = sorted({c.job_id for c in self.store.candidates() if c.service == role} - {job_id})
+        self.store.mark_waiting(others, message)
+        log.warning("pipeline job %s: %s", job_id, message)
+
+    def _service_unavailable(self, role: str, job_id: str, step: str, exc: GPUError) -> None:
+        """The GPU service of a media step could not be had: wait for it (see the module doc)."""
+        retry_at = time.time() + self.config.gpu_retry_seconds
+        if isinstance(exc, ServiceUnavailableError):
+            retry_at = exc.retry_at
+        else:
+            with contextlib.suppress(GPUError):
+                retry_at = self.deps.gpu.start_blocked(exc.service) or retry_at  # a failed start opened it
+        self._hold(role, job_id, step, str(exc), retry_at)
+
+    def _service_died(self, role: str, job_id: str, step: str, exc: MediaUnavailable) -> None:
+        """The service of a media step stopped answering mid-step: report it, then restart it and run the step
+        again, or wait after ``media_restarts`` restarts in a row."""
+        name = self.deps.gpu_service_for(role) if self.config.manage_gpu else None
+        self._release()
+        if name is not None:
+            with contextlib.suppress(GPUError):
+                self.deps.gpu.report_failure(name, str(exc), job_id)
+        key = (job_id, step)
+        restarts = self._restarts.get(key, 0) + 1
+        if name is not None and restarts <= self.config.media_restarts:
+            self._restarts[key] = restarts
+            self.store.requeue(job_id, step, f"the {role} service stopped answering ({exc}); restarting it "
+                               f"(restart {restarts} of {self.config.media_restarts})", epoch=self._epoch)
+            log.warning("pipeline job %s: %s died mid-step; restarting it: %s", job_id, role, exc)
+            return
+        self._restarts.pop(key, None)
+        self._hold(role, job_id, step, f"it stopped answering ({exc})", time.time() + self.config.gpu_retry_seconds)
 
     def _wait_for_inference(self, candidates: list[Candidate]) -> None:
         waiting = [c for c in candidates if c.service == "sglang"]
         message = f"waiting for an inference provider ({self._inference_down})"
         self.store.mark_waiting(sorted({c.job_id for c in waiting}), message)
         now = time.monotonic()
-        retry_gpu = self._gpu_failed_at is None or now - self._gpu_failed_at > GPU_RETRY_SECONDS
+        retry_gpu = self._gpu_failed_at is None or now - self._gpu_failed_at > self.config.gpu_retry_seconds
         if self._lease_role != "sglang" and retry_gpu:
             try:  # SGLang itself may simply be stopped (another service ran meanwhile): start it again
                 self._ensure_lease("sglang", waiting[0].job_id)
@@ -247,9 +303,12 @@ class PipelineWorker:
             except ServiceBusyError as exc:
                 self.store.requeue(job_id, step, f"GPU busy, will retry: {exc}", epoch=self._epoch)
                 return
+            except UnknownServiceError as exc:  # a configuration error: waiting would not fix it
+                self.store.fail(job_id, step, f"GPU service {exc.service} unavailable: {exc}", epoch=self._epoch)
+                return
             except GPUError as exc:
                 if spec.service != "sglang":
-                    self.store.fail(job_id, step, f"GPU service {exc.service} unavailable: {exc}", epoch=self._epoch)
+                    self._service_unavailable(spec.service, job_id, step, exc)
                     return
                 log.warning("pipeline job %s: SGLang service unavailable (%s); trying the inference chain", job_id, exc)
         ctx = StepContext(
@@ -271,6 +330,9 @@ class PipelineWorker:
         except (Interrupted, StaleClaim):  # a stale claim's requeue is dropped by the fence as well
             self.store.requeue(job_id, step, "interrupted (worker shutdown or lost lock); resumes", epoch=self._epoch)
             return
+        except MediaUnavailable as exc:
+            self._service_died(spec.service or step, job_id, step, exc)
+            return
         except GateAborted as exc:
             self.store.record_gate(job_id, exc.attempt, step=step, epoch=self._epoch)
             self.store.fail(job_id, step, str(exc), epoch=self._epoch)
@@ -284,6 +346,7 @@ class PipelineWorker:
             self.store.fail(job_id, step, f"internal error: {type(exc).__name__}: {exc}", epoch=self._epoch)
             return
         self.steps_run += 1
+        self._restarts.pop((job_id, step), None)
         if result.gate is not None:
             self.store.record_gate(job_id, result.gate, step=step, epoch=self._epoch)
         if result.retry:
