@@ -31,7 +31,7 @@ from sovereign_mcp.server.diagnostics import PROBE_REFUSED
 from tests.fake_sglang import FakeSGLang, fake_sglang
 from tests.helpers import isolated_env, running_server
 
-OPERATOR_TOOLS = {"cancel_pipeline", "list_jobs", "gpu_services"}
+OPERATOR_TOOLS = {"cancel_pipeline", "retry_pipeline", "list_jobs", "gpu_services"}
 PUBLIC_TOOLS = {"search_blog", "get_article", "list_tags", "diagnose_sglang", "validate_quality",
                 "trigger_pipeline", "pipeline_status"}
 ISSUER = "https://id.example.test"
@@ -239,7 +239,7 @@ async def test_anonymous_cannot_see_or_call_operator_tools(served: Served) -> No
         assert names >= PUBLIC_TOOLS and not names & OPERATOR_TOOLS
         for tool in sorted(OPERATOR_TOOLS):
             with pytest.raises(ToolError, match="Unknown tool"):
-                await client.call_tool(tool, {"job_id": "x"} if tool == "cancel_pipeline" else {})
+                await client.call_tool(tool, {"job_id": "x"} if tool.endswith("_pipeline") else {})
         found = await client.call_tool("search_blog", {"query": "operator tokens"})
         assert found.structured_content["results"][0]["slug"] == "keys"
 
@@ -303,6 +303,12 @@ async def test_operator_calls_paid_tools_without_paying(served: Served) -> None:
         assert ticket["state"] == "queued"
         cancelled = await client.call_tool("cancel_pipeline", {"job_id": ticket["job_id"]})
         assert not cancelled.is_error and cancelled.structured_content["job_id"] == ticket["job_id"]
+        if cancelled.structured_content["state"] == "cancelled":
+            retried = await client.call_tool("retry_pipeline", {"job_id": ticket["job_id"]})
+            assert retried.structured_content["state"] in ("queued", "running", "done")
+            with pytest.raises(ToolError, match="only a failed or cancelled job can be retried"):
+                await client.call_tool("retry_pipeline", {"job_id": ticket["job_id"]})
+            await client.call_tool("cancel_pipeline", {"job_id": ticket["job_id"]})
 
 
 @pytest.mark.e2e

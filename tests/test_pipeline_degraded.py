@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from sovereign_mcp.pipeline.service import PipelineService
+from sovereign_mcp.pipeline.store import JobNotRetriable
 from tests.fake_media import CLEAN_SCRIPT, ScriptedLLM, content_responder, wait_for
 from tests.test_pipeline import IMAGE, World, gpu_events, write_meminfo
 
@@ -102,3 +103,56 @@ def test_hero_image_of_the_wrong_size_is_refused(world: World) -> None:
     assert status.state == "failed"
     assert f"64x64 image for the {IMAGE[0]}x{IMAGE[1]} asked" in (status.error or "")
     assert status.artifacts == []
+
+
+# -- retry -------------------------------------------------------------------------------------------
+def test_retry_of_a_gate_aborted_job_regenerates_once_and_keeps_finished_tracks(world: World) -> None:
+    bad = [True]
+    world.sglang.responder = content_responder(bad=lambda prompt: bad[0])
+    service = world.service(gate_retries=0)
+    status = service.run_until_finished(service.submit("article", "a gate that says no").job_id)
+    assert status.state == "failed" and "quality gate failed" in (status.error or "")
+    with pytest.raises(JobNotRetriable):
+        service.retry(service.submit("hero_image", "queued, not failed").job_id)
+    calls = len(world.sglang.chat_requests)
+    bad[0] = False
+    retried = service.retry(status.job_id)
+    assert retried.state == "queued" and retried.message == "retried: resumes at article_part1"
+    done = service.run_until_finished(status.job_id)
+    assert done.state == "done", done.error
+    assert done.gate[0].verdict == "fail" and done.gate[-1].verdict != "fail"
+    assert done.gate[-1].attempt == 2
+    assert len(world.sglang.chat_requests) - calls == 3  # part 1, part 2, naturalize: one regeneration
+
+
+def test_retry_of_a_cancelled_job_keeps_its_finished_steps(world: World) -> None:
+    service = world.service()
+    job_id = service.submit("full", "cancel then retry").job_id
+    service.worker.run(until=lambda: service.status(job_id).steps[0].state == "done")
+    assert service.cancel(job_id).state == "cancelled"
+    first = service.status(job_id).steps[0]
+    calls = len(world.sglang.chat_requests)
+    service.retry(job_id)
+    done = service.run_until_finished(job_id)
+    assert done.state == "done", done.error
+    assert done.steps[0].finished_at == first.finished_at  # part 1 was not run again
+    assert len(world.sglang.chat_requests) - calls == 4  # article part 2, naturalize; podcast script, naturalize
+    with pytest.raises(JobNotRetriable, match="is done"):
+        service.retry(job_id)
+
+
+def test_cli_pipeline_retry(world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from sovereign_mcp.cli import main
+
+    for key, value in world.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(world.root)
+    assert main(["pipeline", "run", "hero_image", "later"]) == 0
+    job = capsys.readouterr().out.split("queued job ")[1].split()[0]
+    assert main(["pipeline", "retry", job]) == 1
+    assert "only a failed or cancelled job can be retried" in capsys.readouterr().err
+    assert main(["pipeline", "cancel", job]) == 0
+    capsys.readouterr()
+    assert main(["pipeline", "retry", job, "--wait"]) == 0
+    assert "state: done" in capsys.readouterr().out
+    assert main(["pipeline", "retry", "nosuchjob"]) == 1

@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
                                        help="cancel a job (at the next step boundary if a step is running)")
     p_cancel.add_argument("job_id")
     p_cancel.add_argument("--json", action="store_true")
+    p_retry = pipeline_sub.add_parser("retry", parents=[nested],
+                                      help="queue a failed or cancelled job again from its last finished step "
+                                      "(finished steps and artifacts kept; nothing is charged again)")
+    p_retry.add_argument("job_id")
+    p_retry.add_argument("--wait", action="store_true", help="follow the job until it ends (see run --wait)")
+    p_retry.add_argument("--json", action="store_true")
     p_services = pipeline_sub.add_parser("services", parents=[nested],
                                          help="GPU services, the step roles they serve, pending steps per role")
     p_services.add_argument("--json", action="store_true")

@@ -77,7 +77,7 @@ def _follow(service: Any, job_id: str, as_json: bool) -> int:
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from sovereign_mcp.pipeline.service import PipelineInputError
-    from sovereign_mcp.pipeline.store import JobNotFound
+    from sovereign_mcp.pipeline.store import JobNotFound, JobNotRetriable
 
     settings = settings_from(args)
     setup_logging(settings.log_level if args.log_level else "warning")
@@ -123,6 +123,17 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
                 print(status.model_dump_json(indent=2))
             else:
                 _print_job(status, service)
+            return 0
+        if action == "retry":
+            try:
+                status = service.retry(args.job_id)
+            except JobNotRetriable as exc:
+                print(f"sovereign-mcp pipeline retry: {exc}", file=sys.stderr)
+                return 1
+            if args.wait:
+                return _follow(service, args.job_id, args.json)
+            print(status.model_dump_json(indent=2) if args.json else f"{status.job_id}: {status.state} "
+                  f"({status.message}); follow it with: sovereign-mcp pipeline status {status.job_id} --wait")
             return 0
         if action == "cancel":
             status = service.cancel(args.job_id)

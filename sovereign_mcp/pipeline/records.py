@@ -90,6 +90,10 @@ class JobNotFound(KeyError):
         return f"no pipeline job {self.args[0]!r}"
 
 
+class JobNotRetriable(ValueError):
+    """Only a failed or cancelled job can be retried (the message says its state)."""
+
+
 class ArtifactNotFound(KeyError):
     """No artifact with that name for that job."""
 

@@ -146,6 +146,21 @@ class PipelineService:
         self.worker.wake()
         return self.status(job_id)
 
+    def retry(self, job_id: str) -> JobStatus:
+        """Queue a failed or cancelled job again from its last finished step (:meth:`JobStore.resume`). Nothing
+        is charged: the job keeps the payment it was queued with.
+
+        Raises:
+            JobNotFound: no such job.
+            JobNotRetriable: the job is not failed or cancelled.
+        """
+        if not JOB_ID_RE.match(job_id or ""):
+            raise JobNotFound(job_id)
+        steps = self.store.resume(job_id)
+        log.info("pipeline job %s retried: %s run again", job_id, ", ".join(steps) or "no step")
+        self.worker.wake()
+        return self.status(job_id)
+
     def artifact(self, job_id: str, name: str) -> tuple[Path, str]:
         """``(path, mime type)``. Raises :class:`~sovereign_mcp.pipeline.store.ArtifactNotFound`."""
         path, mime, _ = self.store.artifact(job_id, name)

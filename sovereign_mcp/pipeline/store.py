@@ -34,11 +34,18 @@ from typing import Any
 
 from sovereign_mcp.db import Cursor
 from sovereign_mcp.pipeline.artifacts import ArtifactRecords
-from sovereign_mcp.pipeline.models import FINISHED, KIND_STEPS, GateAttempt
+from sovereign_mcp.pipeline.models import FINISHED, KIND_STEPS, RETRY_GROUPS, GateAttempt, spec_of
 from sovereign_mcp.pipeline.queries import JobQueries
-from sovereign_mcp.pipeline.records import ACTIVE, JOB_ID_RE, ArtifactNotFound, JobNotFound, StaleClaim
+from sovereign_mcp.pipeline.records import (
+    ACTIVE,
+    JOB_ID_RE,
+    ArtifactNotFound,
+    JobNotFound,
+    JobNotRetriable,
+    StaleClaim,
+)
 
-__all__ = ["JOB_ID_RE", "ArtifactNotFound", "Candidate", "JobNotFound", "JobStore", "StaleClaim"]
+__all__ = ["JOB_ID_RE", "ArtifactNotFound", "Candidate", "JobNotFound", "JobNotRetriable", "JobStore", "StaleClaim"]
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +285,39 @@ class JobStore(JobQueries, ArtifactRecords):
         cur.execute("UPDATE pipeline_jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?, "
                     "updated_at = ?, current_step = NULL, current_service = NULL, message = 'cancelled' WHERE id = ?",
                     [now, now, job_id])
+
+    def resume(self, job_id: str) -> list[str]:
+        """Queue a failed or cancelled job again from its last finished step (the operator's retry): finished
+        steps and artifacts are kept, failed and cancelled steps go back to ``pending``. A job that failed at
+        a quality gate regenerates that track once more (the whole track, one attempt: its attempt count goes
+        up by one). Returns the steps that will run again, in order.
+
+        Raises:
+            JobNotFound: no such job.
+            JobNotRetriable: the job is queued, running, waiting or done.
+        """
+        now = self._clock()
+        with self._tx() as cur:
+            row = self._row(cur, job_id, lock=True)
+            if row["state"] not in ("failed", "cancelled"):
+                raise JobNotRetriable(f"job {job_id} is {row['state']}: only a failed or cancelled job can be retried")
+            cur.execute("SELECT name, state FROM pipeline_steps WHERE job_id = ? ORDER BY idx", [job_id])
+            states = dict(cur.fetchall())
+            again = {name for name, state in states.items() if state in ("failed", "cancelled")}
+            attempts = json.loads(row["attempts"])
+            for gate in [name for name in again if name in RETRY_GROUPS and states[name] == "failed"]:
+                track = spec_of(row["kind"], gate).track
+                attempts[track] = attempts.get(track, 1) + 1
+                again |= set(RETRY_GROUPS[gate])
+            order = [name for name in states if name in again]
+            cur.executemany("UPDATE pipeline_steps SET state = 'pending', attempt = ?, started_at = NULL, "
+                            "finished_at = NULL, error = NULL WHERE job_id = ? AND name = ?",
+                            [(attempts.get(spec_of(row["kind"], n).track, 1), job_id, n) for n in order])
+            cur.execute("UPDATE pipeline_jobs SET state = 'queued', error = NULL, finished_at = NULL, "
+                        "cancel_requested = 0, current_step = NULL, current_service = NULL, attempts = ?, "
+                        "message = ?, updated_at = ? WHERE id = ?",
+                        [json.dumps(attempts), f"retried: resumes at {order[0] if order else 'the end'}", now, job_id])
+            return order
 
     def apply_cancellations(self) -> list[str]:
         """Cancel jobs whose cancel was requested and that have no running step (a step boundary)."""

@@ -1,5 +1,5 @@
 """Registers the content pipeline on a FastMCP server: ``trigger_pipeline``, ``pipeline_status``,
-``cancel_pipeline``, ``list_jobs``, the ``pipeline://jobs/{job_id}`` and
+``cancel_pipeline``, ``retry_pipeline``, ``list_jobs``, the ``pipeline://jobs/{job_id}`` and
 ``pipeline://jobs/{job_id}/artifacts/{name}`` resources, and the worker (started with the server's
 lifespan when ``pipeline.worker`` is on).
 
@@ -26,7 +26,7 @@ from pydantic import Field, TypeAdapter
 from sovereign_mcp.auth.verifier import operator_only
 from sovereign_mcp.pipeline.models import FINISHED, JobKind, JobList, JobState, JobStatus, JobTicket
 from sovereign_mcp.pipeline.service import PipelineInputError, PipelineService
-from sovereign_mcp.pipeline.store import ArtifactNotFound, JobNotFound
+from sovereign_mcp.pipeline.store import ArtifactNotFound, JobNotFound, JobNotRetriable
 from sovereign_mcp.server.annotations import CANCELS, READ_ONLY, STARTS_WORK
 
 TRIGGER, CANCEL, READ = STARTS_WORK, CANCELS, READ_ONLY
@@ -77,8 +77,9 @@ def _status_result(status: JobStatus) -> ToolResult:
 def register_pipeline(mcp: FastMCP, pipeline: PipelineService, operator_auth: bool = True) -> None:
     """Add the pipeline's tools and resources to ``mcp`` and tie its worker to the server's lifespan.
 
-    With ``operator_auth``, ``cancel_pipeline``, ``list_jobs`` and ``gpu_services`` are operator-only (hidden
-    from other callers' tool lists); ``pipeline_status`` and the job resources answer whoever holds the job id.
+    With ``operator_auth``, ``cancel_pipeline``, ``retry_pipeline``, ``list_jobs`` and ``gpu_services`` are
+    operator-only (hidden from other callers' tool lists); ``pipeline_status`` and the job resources answer
+    whoever holds the job id.
     """
     mcp.add_provider(_WorkerLifespan(pipeline))
     operator = operator_only(operator_auth)
@@ -127,6 +128,16 @@ def register_pipeline(mcp: FastMCP, pipeline: PipelineService, operator_auth: bo
         try:
             return pipeline.cancel(job_id)
         except JobNotFound as exc:
+            raise ToolError(str(exc)) from None
+
+    @mcp.tool(annotations=TRIGGER, auth=operator)
+    def retry_pipeline(job_id: JobId) -> JobStatus:
+        """Queue a failed or cancelled job again from its last finished step: finished steps and artifacts are
+        kept, a job that failed at the quality gate regenerates that track once more. Nothing is charged
+        again (the job keeps the payment it was queued with)."""
+        try:
+            return pipeline.retry(job_id)
+        except (JobNotFound, JobNotRetriable) as exc:
             raise ToolError(str(exc)) from None
 
     @mcp.tool(annotations=READ, auth=operator)
