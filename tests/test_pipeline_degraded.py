@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from sovereign_mcp.gpu.errors import GPUError
 from sovereign_mcp.pipeline.service import PipelineService
 from sovereign_mcp.pipeline.store import JobNotRetriable
 from tests.fake_media import CLEAN_SCRIPT, ScriptedLLM, content_responder, wait_for
@@ -156,3 +157,29 @@ def test_cli_pipeline_retry(world: World, monkeypatch: pytest.MonkeyPatch, capsy
     assert main(["pipeline", "retry", job, "--wait"]) == 0
     assert "state: done" in capsys.readouterr().out
     assert main(["pipeline", "retry", "nosuchjob"]) == 1
+
+
+# -- the ticket says what the job will wait for -------------------------------------------------------
+def test_ticket_warns_when_sglang_cannot_start_and_no_fallback_answers(world: World) -> None:
+    world.sglang.stop()
+    world.stack.services["fake-sglang"].never_ready = True
+    service = world.service({"fake-sglang": {"ready_timeout": 0.3, "start_backoff_seconds": 600.0}})
+    healthy = service.submit("hero_image", "no text steps")
+    assert healthy.warnings == []
+    with pytest.raises(GPUError):
+        service.deps.gpu.acquire("fake-sglang")  # one failed start opens its breaker
+    ticket = service.submit("article", "no model anywhere")
+    assert len(ticket.warnings) == 2, ticket.warnings
+    assert ticket.warnings[0].startswith("the SGLang service fake-sglang failed to start and is not tried again "
+                                         "before ") and ticket.warnings[0].endswith("text steps wait for a provider")
+    assert ticket.warnings[1].startswith("no inference provider answers (llamacpp: ")
+    assert all(w in ticket.message for w in ticket.warnings)
+    world.llamacpp = ScriptedLLM("llamacpp", content_responder(), port=world.llamacpp.port)
+    world.llamacpp.start()
+    (note,) = service.submit("article", "the fallback is up").warnings
+    assert note.endswith("text steps run on llamacpp")
+
+
+def test_ticket_is_quiet_when_sglang_is_merely_stopped(world: World) -> None:
+    world.sglang.stop()  # not loaded now; the worker starts it when the job's turn comes
+    assert world.service().submit("full", "later").warnings == []

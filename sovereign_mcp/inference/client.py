@@ -296,9 +296,10 @@ class ChatClient:
             return None
         return f"HTTP {response.status_code}: {server_message(response)}"
 
-    def health(self) -> dict[str, str | None]:
-        """Readiness of every provider, in chain order: name -> ``None`` (ready) or the reason it is not."""
-        return {p.name: self._health(p, HEALTH_TIMEOUT) for p in self._providers}
+    def health(self, timeout: float = HEALTH_TIMEOUT, skip_kinds: Sequence[str] = ()) -> dict[str, str | None]:
+        """Readiness of every provider (but those of ``skip_kinds``), in chain order: name -> ``None`` (ready)
+        or the reason it is not. ``timeout``: seconds for each readiness GET (connect included)."""
+        return {p.name: self._health(p, timeout) for p in self._providers if p.settings.kind not in skip_kinds}
 
     def wait_until_available(self, poll_seconds: float = 5.0, timeout: float | None = None) -> str:
         """Block until some provider reports ready, for queued jobs that should wait rather than fail.

@@ -172,3 +172,6 @@ class JobTicket(BaseModel):
     steps: list[str]
     status_uri: str
     message: str
+    warnings: list[str] = Field(default_factory=list, description="What the job will wait for, if anything "
+                                "is known to be in the way now (a GPU service that failed to start, no "
+                                "inference provider), with the time of the next try.")

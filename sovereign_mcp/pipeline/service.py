@@ -21,6 +21,7 @@ from sovereign_mcp.pipeline.config import ROLES, JobOptions
 from sovereign_mcp.pipeline.deps import PipelineDeps
 from sovereign_mcp.pipeline.media import find_ffmpeg
 from sovereign_mcp.pipeline.models import FINISHED, JOB_KINDS, KIND_STEPS, JobList, JobStatus, JobTicket
+from sovereign_mcp.pipeline.outlook import outlook
 from sovereign_mcp.pipeline.store import JOB_ID_RE, JobNotFound, JobStore
 from sovereign_mcp.pipeline.worker import PipelineWorker
 
@@ -124,10 +125,11 @@ class PipelineService:
         steps = [s.name for s in KIND_STEPS[kind]]
         where = "queued" if self.worker.active or self.config.worker else "queued (no worker running)"
         log.info("pipeline job %s queued: %s %r", job_id, kind, topic)
+        warnings = outlook(self.deps, kind)
+        message = f"{where}: {len(steps)} step{'s' if len(steps) != 1 else ''}; poll pipeline_status('{job_id}')"
         return JobTicket(job_id=job_id, kind=kind, state="queued", steps=steps,
-                         status_uri=f"pipeline://jobs/{job_id}",
-                         message=f"{where}: {len(steps)} step{'s' if len(steps) != 1 else ''}; "
-                                 f"poll pipeline_status('{job_id}')")
+                         status_uri=f"pipeline://jobs/{job_id}", warnings=warnings,
+                         message="; ".join([message, *warnings]))
 
     def status(self, job_id: str) -> JobStatus:
         """Raises :class:`JobNotFound`."""

@@ -36,7 +36,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from sovereign_mcp.gpu.errors import UnknownServiceError
 from sovereign_mcp.gpu.manager import GPUError, Lease, ServiceBusyError, ServiceUnavailableError
@@ -45,6 +44,7 @@ from sovereign_mcp.pipeline.config import JobOptions
 from sovereign_mcp.pipeline.deps import PipelineDeps
 from sovereign_mcp.pipeline.media import MediaError, MediaUnavailable
 from sovereign_mcp.pipeline.models import KIND_STEPS, RETRY_GROUPS, GateAttempt, spec_of
+from sovereign_mcp.pipeline.outlook import clock_time
 from sovereign_mcp.pipeline.scheduler import choose
 from sovereign_mcp.pipeline.steps import RUNNERS, GateAborted, Interrupted, StepContext, StepFailed
 from sovereign_mcp.pipeline.store import Candidate, StaleClaim
@@ -225,9 +225,7 @@ class PipelineWorker:
         reason and the time of the next try in each job's message."""
         retry_at = max(retry_at, time.time() + self.config.idle_poll_seconds)
         self._held[role] = (retry_at, why)
-        at = datetime.fromtimestamp(retry_at, UTC).strftime("%H:%M:%S UTC")
-        message = (f"waiting for the {role} service: {why}; next try at {at} "
-                   f"(in {max(0.0, retry_at - time.time()):.0f} s)")
+        message = f"waiting for the {role} service: {why}; next try at {clock_time(retry_at)}"
         self.store.requeue(job_id, step, message, epoch=self._epoch)
         others = sorted({c.job_id for c in self.store.candidates() if c.service == role} - {job_id})
         self.store.mark_waiting(others, message)
@@ -264,7 +262,8 @@ class PipelineWorker:
 
     def _wait_for_inference(self, candidates: list[Candidate]) -> None:
         waiting = [c for c in candidates if c.service == "sglang"]
-        message = f"waiting for an inference provider ({self._inference_down})"
+        message = (f"waiting for an inference provider ({self._inference_down}); readiness polled every "
+                   f"{self.config.inference_poll_seconds:g} s, the job resumes when one answers")
         self.store.mark_waiting(sorted({c.job_id for c in waiting}), message)
         now = time.monotonic()
         retry_gpu = self._gpu_failed_at is None or now - self._gpu_failed_at > self.config.gpu_retry_seconds
