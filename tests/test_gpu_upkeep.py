@@ -167,7 +167,7 @@ def test_idle_stop_defaults_and_config_show(tmp_path: Path, capsys: pytest.Captu
     by_kind = {s.kind: s for s in default_services()}
     assert by_kind["sglang"].idle_stop_seconds is None
     assert by_kind["voxtral"].idle_stop_seconds == by_kind["comfyui"].idle_stop_seconds == 300.0
-    assert (by_kind["sglang"].start_backoff_seconds, by_kind["sglang"].start_backoff_max_seconds) == (30.0, 1800.0)
+    assert (by_kind["sglang"].start_backoff_seconds, by_kind["sglang"].start_backoff_max_seconds) == (600.0, 3600.0)
     config = tmp_path / "c.toml"
     config.write_text("")
     assert cli.main(["config", "show", "--config", str(config), "--data-dir", str(tmp_path / "data")]) == 0

@@ -43,10 +43,11 @@ class GPUServiceSettings(BaseModel):
     stop_timeout: float = Field(60.0, gt=0, description="Longest wait for the readiness URL to go away after "
                                 "the stop command, s.")
     command_timeout: float = Field(180.0, gt=0, description="Limit for one start or stop command, s.")
-    start_backoff_seconds: float = Field(30.0, ge=0, description="After a start that did not become ready, no "
+    start_backoff_seconds: float = Field(600.0, ge=0, description="After a start that did not become ready, no "
                                          "new start for this long; doubles with each further failure, s "
-                                         "(0 = retry at once).")
-    start_backoff_max_seconds: float = Field(1800.0, ge=0, description="Cap of the growing start backoff, s.")
+                                         "(0 = retry at once). A failed start costs ready_timeout plus a "
+                                         "cooldown, so trying again sooner than twice that mostly waits.")
+    start_backoff_max_seconds: float = Field(3600.0, ge=0, description="Cap of the growing start backoff, s.")
     idle_stop_seconds: float | None = Field(None, gt=0, description="Stop the service once it has had no lease "
                                             "and no waiting job for this long, s (unset = never).")
 

@@ -82,7 +82,7 @@ class Breaker:
 
 def backoff_seconds(config: GPUServiceSettings, failures: int) -> float:
     """The start backoff after ``failures`` failed starts in a row: ``start_backoff_seconds`` doubled per
-    further failure, at most ``start_backoff_max_seconds`` (30 s, 60 s, 120 s, ... 30 min by default)."""
+    further failure, at most ``start_backoff_max_seconds`` (10 min, 20 min, 40 min, then 1 h by default)."""
     return min(config.start_backoff_max_seconds, config.start_backoff_seconds * 2.0 ** min(failures - 1, 64))
 
 
