@@ -504,6 +504,8 @@ def test_readiness_timeout_and_failed_start_command(tmp_path: Path) -> None:
     sim = Sim()
     sim.warm["a"] = 10**9
     settings = sim_settings(tmp_path)
+    for service in settings.services:  # the start sequence, not the breaker (tests/test_gpu_upkeep.py)
+        service.start_backoff_seconds = 0.0
     manager = sim.manager(settings, tmp_path)
     with pytest.raises(ServiceStartError, match=r"not ready within 300 s \(last answer .*HTTP 503"):
         manager.acquire("a")
