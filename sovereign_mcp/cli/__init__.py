@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "cmd_serve"), "search": ("search", "cmd_search"), "index": ("search", "cmd_index"),
     "gate": ("gate", "cmd_gate"), "diagnose": ("diagnose", "cmd_diagnose"), "l402": ("l402", "cmd_l402"),
     "pipeline": ("pipeline", "cmd_pipeline"), "kb": ("kb", "cmd_kb"), "config": ("kb", "cmd_config"),
-    "token": ("token", "cmd_token"), "gpu": ("gpu", "cmd_gpu"),
+    "token": ("token", "cmd_token"), "gpu": ("gpu", "cmd_gpu"), "affiliate": ("affiliate", "cmd_affiliate"),
 }
 """command -> (module under ``sovereign_mcp.cli``, function); the module is imported only for its command."""
 

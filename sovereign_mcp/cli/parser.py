@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
                                          help="GPU services, the step roles they serve, pending steps per role")
     p_services.add_argument("--json", action="store_true")
 
+    from sovereign_mcp.cli.affiliate import add_parser as add_affiliate_parser
+
+    add_affiliate_parser(sub, common)
+
     from sovereign_mcp.cli.token import add_parser as add_token_parser
 
     add_token_parser(sub, common, nested)

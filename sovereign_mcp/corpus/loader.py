@@ -223,6 +223,19 @@ def load_article(
     )
 
 
+def resolve_roots(paths: Iterable[Path]) -> list[Path]:
+    """Absolute corpus roots, in the order given.
+
+    Raises:
+        FileNotFoundError: a root does not exist or is not a folder.
+    """
+    roots = [Path(p).expanduser().resolve() for p in paths]
+    for root in roots:
+        if not root.is_dir():
+            raise FileNotFoundError(f"corpus folder not found: {root} (check --corpus / corpus.paths)")
+    return roots
+
+
 def read_corpus_files(roots: Iterable[Path], extensions: Iterable[str] = DEFAULT_EXTENSIONS):
     """Yield ``(root, path, raw_bytes_or_OSError)`` for every Markdown file, roots in order."""
     for root in roots:

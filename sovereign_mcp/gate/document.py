@@ -101,6 +101,12 @@ def _continues_list(text: str, before: int) -> bool:
     return bool(_LIST_ITEM.match(previous)) or previous.startswith(("    ", "\t"))
 
 
+def link_view(doc: Document) -> str:
+    """Where links are looked for: the ``claims`` view with inline code spans blanked too (front matter,
+    code, comments and gate-off regions already are), URLs and HTML tags kept; offsets unchanged."""
+    return blank(doc.claims, [m.span() for m in _INLINE_CODE.finditer(doc.claims)])
+
+
 def prepare(text: str) -> Document:
     """Build the masked views and directive tables of ``text`` (any Markdown or plain text).
 

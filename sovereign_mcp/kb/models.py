@@ -7,7 +7,8 @@ Front matter (validated here): ``id`` (lower-case, ``a-z0-9-``), ``type`` (a key
 (``{match}`` is replaced by the matched text). Rule data comes from the front matter or from a
 ```` ```yaml ```` block in the body (the block wins key by key). Each ``type`` has its data model, declared
 where it is used: the gate's rule types in :mod:`sovereign_mcp.gate.rules` (one file each), the SGLang
-types in :mod:`sovereign_mcp.diagnostics.models`, ``guidance`` here; unknown data keys are errors so a
+types in :mod:`sovereign_mcp.diagnostics.models`, ``affiliate`` programs in
+:mod:`sovereign_mcp.affiliate.programs`, ``guidance`` here; unknown data keys are errors so a
 typo cannot silently disable a rule.
 """
 
@@ -18,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sovereign_mcp.affiliate.programs import AFFILIATE_TYPES
 from sovereign_mcp.diagnostics.models import SGLANG_RULE_TYPES, SGLANG_TYPES
 from sovereign_mcp.gate.rules.registry import RULES
 from sovereign_mcp.kb.entry_types import GUIDANCE, KIND_SCOPES, LEVELS, EntryData, Severity
@@ -34,7 +36,7 @@ class GuidanceData(EntryData):
         return ["Examples: " + " | ".join(self.examples)] if self.examples else []
 
 
-DATA_MODELS: dict[str, type[EntryData]] = {**RULES, GUIDANCE: GuidanceData, **SGLANG_TYPES}
+DATA_MODELS: dict[str, type[EntryData]] = {**RULES, GUIDANCE: GuidanceData, **SGLANG_TYPES, **AFFILIATE_TYPES}
 """Entry type -> its data model, for every type the loader accepts."""
 RULE_TYPES: tuple[str, ...] = (*RULES, *SGLANG_RULE_TYPES)
 """The types that are matched against something (gate rules and SGLang diagnoses), not only read."""

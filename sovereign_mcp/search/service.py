@@ -16,8 +16,9 @@ import time
 from datetime import UTC, datetime
 
 from sovereign_mcp.config import Settings
+from sovereign_mcp.corpus.loader import resolve_roots
 from sovereign_mcp.search.index import SearchIndex
-from sovereign_mcp.search.store import open_index, resolve_roots
+from sovereign_mcp.search.store import open_index
 
 log = logging.getLogger(__name__)
 

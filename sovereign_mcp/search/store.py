@@ -21,7 +21,7 @@ import logging
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -29,7 +29,7 @@ from typing import BinaryIO
 import numpy as np
 
 from sovereign_mcp.config import Settings
-from sovereign_mcp.corpus.loader import load_corpus, read_corpus_files
+from sovereign_mcp.corpus.loader import load_corpus, read_corpus_files, resolve_roots
 from sovereign_mcp.search.embeddings import Embedder, EmbeddingError, embedder_for
 from sovereign_mcp.search.index import SearchIndex
 
@@ -37,19 +37,6 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 4  # 2: compact sections/passages, FieldIndex without SciPy, analyzer with its stop words;
 #                    3: whole-article field, passage vectors; 4: Lucene stop words, vectors in a mapped .npy
-
-
-def resolve_roots(paths: Iterable[Path]) -> list[Path]:
-    """Absolute corpus roots, in the order given.
-
-    Raises:
-        FileNotFoundError: a root does not exist or is not a folder.
-    """
-    roots = [Path(p).expanduser().resolve() for p in paths]
-    for root in roots:
-        if not root.is_dir():
-            raise FileNotFoundError(f"corpus folder not found: {root} (check --corpus / corpus.paths)")
-    return roots
 
 
 def _settings_fingerprint(settings: Settings) -> bytes:

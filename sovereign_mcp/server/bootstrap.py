@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from sovereign_mcp import __version__
+from sovereign_mcp.affiliate.service import AffiliateService
 from sovereign_mcp.auth.verifier import verifier_for
 from sovereign_mcp.config import Settings
 from sovereign_mcp.diagnostics.service import DiagnosticsService
@@ -34,6 +35,7 @@ from sovereign_mcp.payments.service import L402Service, open_payments
 from sovereign_mcp.pipeline.service import PipelineService
 from sovereign_mcp.ratelimit import limiter_for
 from sovereign_mcp.search.service import BlogService
+from sovereign_mcp.server.affiliate import register_affiliate
 from sovereign_mcp.server.app import INSTRUCTIONS, register_blog
 from sovereign_mcp.server.auth import BearerAuthMiddleware
 from sovereign_mcp.server.diagnostics import register_diagnostics
@@ -72,6 +74,7 @@ class Components:
     diagnostics: DiagnosticsService
     pipeline: PipelineService
     payments: L402Service | None
+    affiliate: AffiliateService
 
     def close(self) -> None:
         """Stop the corpus watcher (the pipeline worker stops with the app's lifespan)."""
@@ -101,7 +104,8 @@ def build_components(settings: Settings, blog: BlogService | None = None,
     pipeline = PipelineService(settings, gates=gates, articles=lambda: blog.index.articles)
     if payments == "auto":
         payments = open_payments(settings) if settings.payments.enabled else None
-    return Components(settings, blog, kb, gates, diagnostics, pipeline, payments)
+    affiliate = AffiliateService(settings.affiliate, kb, lambda: blog.index.articles)
+    return Components(settings, blog, kb, gates, diagnostics, pipeline, payments, affiliate)
 
 
 def serving_components(settings: Settings, watch: bool = True) -> Components:
@@ -141,6 +145,7 @@ def build_mcp(c: Components) -> FastMCP:
     operator_auth = c.settings.auth.enabled
     register_diagnostics(mcp, c.diagnostics, operator_auth)
     register_pipeline(mcp, c.pipeline, operator_auth)
+    register_affiliate(mcp, c.affiliate, operator_auth)
     if c.payments is not None:
         register_prices(mcp, c.payments, c.settings.server.path,
                         {tool: path for path, tool in PAID_ROUTES.items()}, c.settings.payments.public_url)
