@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from sovereign_mcp.affiliate.config import AffiliateSettings
+from sovereign_mcp.alttext.config import AltTextSettings
 from sovereign_mcp.gpu.config import GPUSettings
 from sovereign_mcp.inference.config import InferenceSettings
 from sovereign_mcp.paths import default_corpus_dir, default_kb_dir
@@ -234,6 +235,7 @@ class PaymentsSettings(_Section):
         "validate_quality": Price(sats=21, calls=1),
         "trigger_pipeline": Price(sats=2100, calls=1),
         "check_affiliate_links": Price(sats=10, calls=1),
+        "caption_image": Price(sats=50, calls=1),
     })
     invoice_expiry: int = Field(600, ge=30, le=86_400, description="Invoice lifetime, seconds.")
     free_calls_per_day: int = Field(0, ge=0, description="Free paid-tool calls per client (/24, /48) per day.")
@@ -291,6 +293,7 @@ class Settings(BaseSettings):
     gpu: GPUSettings = Field(default_factory=GPUSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     affiliate: AffiliateSettings = Field(default_factory=AffiliateSettings)
+    alt_text: AltTextSettings = Field(default_factory=AltTextSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)

@@ -25,6 +25,7 @@ ALLOWED = {
     "sovereign_mcp.inference", "sovereign_mcp.inference.config", "sovereign_mcp.inference.errors",
     "sovereign_mcp.pipeline", "sovereign_mcp.pipeline.config", "sovereign_mcp.pipeline.models",
     "sovereign_mcp.affiliate", "sovereign_mcp.affiliate.config",
+    "sovereign_mcp.alttext", "sovereign_mcp.alttext.config",
 }
 
 

@@ -22,6 +22,7 @@ deep nesting, lone surrogates), which must get a 4xx or a JSON-RPC error, never 
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -39,6 +40,7 @@ from hypothesis_jsonschema import from_schema
 from sovereign_mcp.config import load_settings
 from sovereign_mcp.search.service import BlogService
 from sovereign_mcp.server.bootstrap import build_components, build_mcp
+from tests.fake_media import ScriptedLLM, make_png
 from tests.helpers import isolated_env, running_server
 
 IN_MEMORY_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
@@ -173,8 +175,10 @@ async def known_values(client: Client) -> dict[str, list[Any]]:
     rules = await client.call_tool("list_kb_rules", {}, raise_on_error=False)
     rule_ids = [e["id"] for e in rules.structured_content["entries"]] if not rules.is_error else []
     tags = sorted({t for a in articles for t in a["tags"]})
+    png = base64.b64encode(make_png(16, 16)).decode()
     return {"slug": slugs, "source_slugs": [slugs[:1], slugs[:3]], "tag": tags, "job_id": jobs,
-            "rules": [rule_ids[:1], rule_ids[:5]], "scope": ["podcast", "article", "sglang"]}
+            "rules": [rule_ids[:1], rule_ids[:5]], "scope": ["podcast", "article", "sglang"],
+            "image": [png, f"data:image/png;base64,{png}"]}
 
 
 # -- in memory -------------------------------------------------------------------------------------------
@@ -182,13 +186,17 @@ async def known_values(client: Client) -> dict[str, list[Any]]:
 @pytest.fixture(scope="module")
 def mcp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastMCP]:
     data = tmp_path_factory.mktemp("fuzz-data")
-    config = load_settings(None, data_dir=data, corpus={"watch": False}, pipeline={"worker": False},
-                           auth={"enabled": False}, diagnostics={"sglang_url": None})
+    vision = ScriptedLLM("vision", lambda prompt: '{"role": "informative", "alt": "A small test pattern"}').start()
+    inference = {"providers": [{"name": "vision", "kind": "openai", "base_url": vision.base_url, "model": "m"}]}
+    config = load_settings(None, data_dir=data, corpus={"watch": False}, auth={"enabled": False},
+                           pipeline={"worker": False, "manage_gpu": False},  # no GPU service is started here
+                           diagnostics={"sglang_url": None}, inference=inference)
     service = BlogService(config)
     try:
         yield build_mcp(build_components(service.settings, service, payments=None))
     finally:
         service.close()
+        vision.stop()
 
 
 @pytest.fixture(scope="module")

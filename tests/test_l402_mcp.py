@@ -141,7 +141,8 @@ async def test_prices_before_paying(server: Server) -> None:
     jsonschema.validate(manifest, MANIFEST_SCHEMA)
     resources = manifest["services"][0]["resources"]
     assert {(r["path"], r["capability"]) for r in resources} == {
-        ("/mcp", TOOL), ("/api/validate", TOOL), ("/mcp", "trigger_pipeline"), ("/mcp", "check_affiliate_links")}
+        ("/mcp", TOOL), ("/api/validate", TOOL), ("/mcp", "trigger_pipeline"), ("/mcp", "check_affiliate_links"),
+        ("/mcp", "caption_image")}
     assert all(r["pricing"]["price_msat"] == by_tool[r["capability"]]["amount_msat"] for r in resources)
     # the plain route's 402 points at the manifest
     challenge = httpx.post(f"{server.url}/api/validate", json={"text": ARTICLE}, timeout=30)

@@ -30,8 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 from sovereign_mcp.affiliate.links import Link, find_links
 from sovereign_mcp.affiliate.programs import AFFILIATE, AffiliateProgram
 from sovereign_mcp.gate.document import Document, prepare
-from sovereign_mcp.gate.report import Finding, GateReport, Kind, verdict_for
-from sovereign_mcp.kb.entry_types import LEVELS, Severity
+from sovereign_mcp.gate.report import Finding, GateReport, Kind, finding, verdict_for
 from sovereign_mcp.kb.loader import KnowledgeBase
 
 AD_CUES = ("link", "code", "discount", "deal", "buy", "order", "pick up", "check out", "show notes", "affiliate",
@@ -189,13 +188,3 @@ class _Folded:
         first = min(hits)
         k = bisect.bisect_right(self._starts, first) - 1
         return self._origin[k] + (first - self._starts[k])
-
-
-def finding(doc: Document, rule_id: str, severity: Severity, start: int, end: int, message: str,
-            suggestion: str | None) -> Finding:
-    """A finding on ``doc.text[start:end]`` with 1-based line/column of both ends (the gate's shape)."""
-    line, column = doc.position(start)
-    end_line, end_column = doc.position(max(start, end - 1))
-    return Finding(rule_id=rule_id, severity=severity, level=LEVELS[severity], line=line, column=column,
-                   end_line=end_line, end_column=end_column + 1, span=(start, end), match=doc.text[start:end],
-                   message=message, suggestion=suggestion)

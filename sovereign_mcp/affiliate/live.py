@@ -23,10 +23,10 @@ from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from sovereign_mcp.affiliate.checker import AffiliateChecker, ProgramLink, finding
+from sovereign_mcp.affiliate.checker import AffiliateChecker, ProgramLink
 from sovereign_mcp.affiliate.config import AffiliateSettings
 from sovereign_mcp.gate.document import Document
-from sovereign_mcp.gate.report import Finding
+from sovereign_mcp.gate.report import Finding, finding
 from sovereign_mcp.kb.entry_types import Severity
 
 SOFT_404_BYTES = 65_536

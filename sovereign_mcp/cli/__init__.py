@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gate": ("gate", "cmd_gate"), "diagnose": ("diagnose", "cmd_diagnose"), "l402": ("l402", "cmd_l402"),
     "pipeline": ("pipeline", "cmd_pipeline"), "kb": ("kb", "cmd_kb"), "config": ("kb", "cmd_config"),
     "token": ("token", "cmd_token"), "gpu": ("gpu", "cmd_gpu"), "affiliate": ("affiliate", "cmd_affiliate"),
+    "caption": ("alttext", "cmd_caption"), "alt-lint": ("alttext", "cmd_alt_lint"),
 }
 """command -> (module under ``sovereign_mcp.cli``, function); the module is imported only for its command."""
 

@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_affiliate_parser(sub, common)
 
+    from sovereign_mcp.cli.alttext import add_parsers as add_alttext_parsers
+
+    add_alttext_parsers(sub, common)
+
     from sovereign_mcp.cli.token import add_parser as add_token_parser
 
     add_token_parser(sub, common, nested)

@@ -13,7 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sovereign_mcp import __version__
-from sovereign_mcp.kb.entry_types import Severity
+from sovereign_mcp.gate.document import Document
+from sovereign_mcp.kb.entry_types import LEVELS, Severity
 
 Verdict = Literal["pass", "pass_with_warnings", "fail"]
 Kind = Literal["article", "podcast"]
@@ -50,6 +51,16 @@ class GateReport(BaseModel):
     rules_checked: list[str]
     counts: dict[str, int] = Field(description="Findings per level: error, warning, suggestion.")
     findings: list[Finding]
+
+
+def finding(doc: Document, rule_id: str, severity: Severity, start: int, end: int, message: str,
+            suggestion: str | None) -> Finding:
+    """A finding on ``doc.text[start:end]`` with 1-based line/column of both ends (the gate's shape)."""
+    line, column = doc.position(start)
+    end_line, end_column = doc.position(max(start, end - 1))
+    return Finding(rule_id=rule_id, severity=severity, level=LEVELS[severity], line=line, column=column,
+                   end_line=end_line, end_column=end_column + 1, span=(start, end), match=doc.text[start:end],
+                   message=message, suggestion=suggestion)
 
 
 def verdict_for(findings: Sequence[Finding]) -> Verdict:

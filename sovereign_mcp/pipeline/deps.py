@@ -21,6 +21,16 @@ from sovereign_mcp.pipeline.media import ComfyUIClient, VoxtralClient
 from sovereign_mcp.pipeline.store import JobStore
 
 
+def gpu_service_for(settings: Settings, role: Role | str | None) -> str | None:
+    """The ``[[gpu.services]]`` name that serves ``role``: ``pipeline.services[role]``, else the first service of
+    that ``kind``; ``None`` when the role is not managed (or ``pipeline.manage_gpu`` is off)."""
+    if role is None or not settings.pipeline.manage_gpu:
+        return None
+    if role in settings.pipeline.services:
+        return settings.pipeline.services[role]  # type: ignore[index]
+    return next((service.name for service in settings.gpu.services if service.kind == role), None)
+
+
 class PipelineDeps:
     """The pipeline's collaborators.
 
@@ -89,14 +99,7 @@ class PipelineDeps:
 
     def gpu_service_for(self, role: Role | str | None) -> str | None:
         """The ``[[gpu.services]]`` name that serves ``role``, or ``None`` when it is not managed."""
-        if role is None or not self.config.manage_gpu:
-            return None
-        if role in self.config.services:
-            return self.config.services[role]  # type: ignore[index]
-        for service in self.settings.gpu.services:
-            if service.kind == role:
-                return service.name
-        return None
+        return gpu_service_for(self.settings, role)
 
     def running_role(self) -> str | None:
         """The role of the GPU service the manager records ``running`` (``None`` if none or unmanaged)."""

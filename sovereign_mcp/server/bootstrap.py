@@ -25,6 +25,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from sovereign_mcp import __version__
 from sovereign_mcp.affiliate.service import AffiliateService
+from sovereign_mcp.alttext.service import AltTextService, gpu_lease
 from sovereign_mcp.auth.verifier import verifier_for
 from sovereign_mcp.config import Settings
 from sovereign_mcp.diagnostics.service import DiagnosticsService
@@ -36,6 +37,7 @@ from sovereign_mcp.pipeline.service import PipelineService
 from sovereign_mcp.ratelimit import limiter_for
 from sovereign_mcp.search.service import BlogService
 from sovereign_mcp.server.affiliate import register_affiliate
+from sovereign_mcp.server.alttext import register_alttext
 from sovereign_mcp.server.app import INSTRUCTIONS, register_blog
 from sovereign_mcp.server.auth import BearerAuthMiddleware
 from sovereign_mcp.server.diagnostics import register_diagnostics
@@ -75,6 +77,7 @@ class Components:
     pipeline: PipelineService
     payments: L402Service | None
     affiliate: AffiliateService
+    alt_text: AltTextService
 
     def close(self) -> None:
         """Stop the corpus watcher (the pipeline worker stops with the app's lifespan)."""
@@ -105,7 +108,23 @@ def build_components(settings: Settings, blog: BlogService | None = None,
     if payments == "auto":
         payments = open_payments(settings) if settings.payments.enabled else None
     affiliate = AffiliateService(settings.affiliate, kb, lambda: blog.index.articles)
-    return Components(settings, blog, kb, gates, diagnostics, pipeline, payments, affiliate)
+    return Components(settings, blog, kb, gates, diagnostics, pipeline, payments, affiliate,
+                      alt_text_service(settings, pipeline, blog))
+
+
+def alt_text_service(settings: Settings, pipeline: PipelineService, blog: BlogService) -> AltTextService:
+    """The captioner on the pipeline's inference chain, under the SGLang service's GPU lease when managed."""
+    deps = pipeline.deps
+
+    def article(slug: str) -> str | None:
+        found = blog.index.by_slug.get(slug)
+        if found is None:
+            return None
+        a = blog.index.articles[found]
+        return f"The image belongs to the article '{a.title}': {a.description}"
+
+    lease = gpu_lease(lambda: deps.gpu, deps.gpu_service_for("sglang"), settings.alt_text.gpu_wait_seconds)
+    return AltTextService(settings.alt_text, lambda: deps.chat, lease, pipeline.artifact, article)
 
 
 def serving_components(settings: Settings, watch: bool = True) -> Components:
@@ -146,6 +165,7 @@ def build_mcp(c: Components) -> FastMCP:
     register_diagnostics(mcp, c.diagnostics, operator_auth)
     register_pipeline(mcp, c.pipeline, operator_auth)
     register_affiliate(mcp, c.affiliate, operator_auth)
+    register_alttext(mcp, c.alt_text)
     if c.payments is not None:
         register_prices(mcp, c.payments, c.settings.server.path,
                         {tool: path for path, tool in PAID_ROUTES.items()}, c.settings.payments.public_url)
