@@ -45,6 +45,7 @@ STEP_S = {
     "podcast_tts": 240.0,        # ~10 min episode, Voxtral faster than real time
     "podcast_mix": 5.0,          # ffmpeg concat + MP3 encode
     "hero_image": 20.0,          # FLUX.1-schnell, 4 steps, 1344x768
+    "hero_alt": 6.0,             # one vision answer, ~100 tokens plus the image
 }
 SWITCH_AFTER_S = PipelineSettings().switch_after_seconds  # the scheduler's fairness bound (default)
 

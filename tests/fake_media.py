@@ -317,6 +317,7 @@ CIPHERFOX: The memory comes back late after a stop, so the next service waits be
 HEXABELLA: Hm. That explains the stalls.
 CIPHERFOX: It does. Since then the box has been quiet."""
 BAD_PHRASE = "Here's the thing: "
+HERO_ALT = "A dark machine room with one server rack lit in soft blue"
 
 
 def content_responder(*, bad: Callable[[str], bool] = lambda prompt: False,
@@ -328,6 +329,8 @@ def content_responder(*, bad: Callable[[str], bool] = lambda prompt: False,
         event = hold(prompt)
         if event is not None:
             event.wait(30)
+        if "You write alt text for one image" in prompt:  # the vision step: one JSON object
+            return json.dumps({"role": "informative", "alt": HERO_ALT})
         if "podcast" in prompt.lower() and ("episode script" in prompt or "Naturalize this two-host" in prompt):
             text = CLEAN_SCRIPT
             if bad(prompt):

@@ -5,6 +5,7 @@ ComfyUI (tests/fake_media.py), GPU services as small real processes through the 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from sovereign_mcp.pipeline.scheduler import choose, choose_naive
 from sovereign_mcp.pipeline.service import PipelineInputError, PipelineService
 from sovereign_mcp.pipeline.store import Candidate
 from tests.fake_llm import FakeLLM
-from tests.fake_media import FakeComfyUI, FakeVoxtral, ScriptedLLM, content_responder, make_png, wait_for
+from tests.fake_media import HERO_ALT, FakeComfyUI, FakeVoxtral, ScriptedLLM, content_responder, make_png, wait_for
 from tests.fake_services import FakeStack
 from tests.helpers import REPO, free_port
 
@@ -207,7 +208,7 @@ def test_hero_image_png_and_sha256_in_the_job_record(world: World) -> None:
     status = service.run_until_finished(service.submit("hero_image", "a quiet machine room",
                                                        options={"seed": 7}).job_id)
     assert status.state == "done", status.error
-    (artifact,) = status.artifacts
+    artifact, alt = status.artifacts
     path, _ = service.artifact(status.job_id, "hero.png")
     data = path.read_bytes()
     assert is_png(data) and data == make_png(*IMAGE)
@@ -218,20 +219,25 @@ def test_hero_image_png_and_sha256_in_the_job_record(world: World) -> None:
     assert (sampler["steps"], sampler["cfg"], sampler["sampler_name"], sampler["scheduler"], sampler["seed"]) == \
         (4, 1.0, "euler", "simple", 7)
     assert world.comfyui.count("GET", "/history/") >= 3  # polled until rendered
-    assert world.sglang.chat_requests == []
-    assert [e.service for e in gpu_events(service) if e.event == "start_requested"] == ["fake-comfyui"]
+    # then the vision model writes its alt text, on SGLang once ComfyUI is stopped (one service at a time)
+    (caption,) = world.sglang.chat_requests
+    image = next(p for p in caption.body["messages"][-1]["content"] if p["type"] == "image_url")
+    assert image["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(data).decode()
+    assert alt.name == "hero.alt.json" and status.steps[1].detail["alt"] == HERO_ALT
+    assert json.loads(service.artifact(status.job_id, "hero.alt.json")[0].read_text())["alt"] == HERO_ALT
+    assert [e.service for e in gpu_events(service) if e.event == "start_requested"] == ["fake-comfyui", "fake-sglang"]
 
 
 def test_the_worker_stops_a_gpu_service_left_idle(world: World) -> None:
     """The background worker, once idle, stops a service past its ``idle_stop_seconds`` (and logs why)."""
-    service = world.service({"fake-comfyui": {"idle_stop_seconds": 0.5}})
+    service = world.service({"fake-sglang": {"idle_stop_seconds": 0.5}})  # the job ends on it (alt text)
     job_id = service.submit("hero_image", "an idle stop").job_id
     service.start_worker()
     wait_for(lambda: service.status(job_id).state == "done", timeout=30)
     wait_for(lambda: gpu_events(service)[-1].event == "stopped", timeout=10)
     assert world.stack.alive() == []
     events = [(e.service, e.event) for e in gpu_events(service)]
-    assert events[-2:] == [("fake-comfyui", "stop_requested"), ("fake-comfyui", "stopped")]
+    assert events[-2:] == [("fake-sglang", "stop_requested"), ("fake-sglang", "stopped")]
     stop = [e for e in gpu_events(service) if e.event == "stop_requested"][-1]
     assert "idle_stop_seconds = 0.5" in stop.detail
 
@@ -283,13 +289,15 @@ def test_five_full_jobs_never_two_gpu_services_up(world: World) -> None:
     for job in jobs:
         status = service.status(job)
         assert status.state == "done", status.error
-        assert {a.name for a in status.artifacts} == {"article.md", "podcast_script.txt", "podcast.mp3", "hero.png"}
+        assert {a.name for a in status.artifacts} == {"article.md", "podcast_script.txt", "podcast.mp3", "hero.png",
+                                                      "hero.alt.json"}
     events = gpu_events(service)
     assert find_overlaps(events) == []
     assert world.stack.overlapping() == []
     starts = [e.service for e in events if e.event == "start_requested"]
-    assert starts == ["fake-sglang", "fake-comfyui", "fake-voxtral"] or \
-        starts == ["fake-sglang", "fake-voxtral", "fake-comfyui"], starts  # 3 starts, not 15
+    # 4 starts, not 20: the text steps, speech and images each batched, then every hero's alt text on SGLang
+    assert starts in (["fake-sglang", "fake-comfyui", "fake-voxtral", "fake-sglang"],
+                      ["fake-sglang", "fake-voxtral", "fake-comfyui", "fake-sglang"]), starts
     # the podcast of a full job is written from its finished article
     assert all("The article this episode accompanies" in p for p in world.sglang.prompts()
                if "Write the whole episode script" in p)
@@ -307,7 +315,7 @@ def test_scheduler_groups_by_service() -> None:
     assert choose(gpu_only, "sglang", now=1, exclude={"sglang"}).step == "hero_image"
     assert choose([c[0]], None, now=1, exclude={"sglang"}) is None
     assert choose_naive(gpu_only).step == "article_part1"
-    assert [s.service for s in KIND_STEPS["full"]].count("sglang") == 5
+    assert [s.service for s in KIND_STEPS["full"]].count("sglang") == 6  # 5 text steps and the hero's alt text
 
 
 # -- cancel and crash recovery --------------------------------------------------------------------

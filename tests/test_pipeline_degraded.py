@@ -137,7 +137,7 @@ def test_retry_of_a_cancelled_job_keeps_its_finished_steps(world: World) -> None
     done = service.run_until_finished(job_id)
     assert done.state == "done", done.error
     assert done.steps[0].finished_at == first.finished_at  # part 1 was not run again
-    assert len(world.sglang.chat_requests) - calls == 4  # article part 2, naturalize; podcast script, naturalize
+    assert len(world.sglang.chat_requests) - calls == 5  # article part 2, naturalize; podcast x2; the alt text
     with pytest.raises(JobNotRetriable, match="is done"):
         service.retry(job_id)
 

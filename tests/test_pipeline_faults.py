@@ -92,7 +92,8 @@ def test_a_worker_that_lost_the_queue_cannot_overwrite_its_successor(stores: tup
     assert old.retry(job_id, "image", (step.step,), "old retry", step=step.step, epoch=old_epoch) == 0
     status = new.status(job_id, lambda j, n: n)
     assert status.state == "running" and status.steps[0].state == "running" and status.error is None
-    assert new.finish_step(job_id, step.step, "new output", epoch=new_epoch) is True
+    assert new.finish_step(job_id, step.step, "new output", epoch=new_epoch) is False  # the alt text step is next
+    assert new.status(job_id, lambda j, n: n).steps[0].state == "done"
     assert old.outputs(job_id) == {step.step: "new output"}
 
     other = new.create("hero_image", "queued later", [], "", {})
@@ -164,7 +165,7 @@ def test_a_cancel_racing_a_claim_on_postgres_leaves_the_job_cancelled(pg: str, t
     assert claimed == [False]  # it waited for the cancel and then found the job cancelled
     assert worker.finish_step(job_id, step.step, "out") is False
     status = server.status(job_id, lambda j, n: n)
-    assert status.state == "cancelled" and [s.state for s in status.steps] == ["cancelled"]
+    assert status.state == "cancelled" and {s.state for s in status.steps} == {"cancelled"}
     server.close()
     worker.close()
 

@@ -96,7 +96,8 @@ async def test_trigger_returns_at_once_and_status_ends_done_with_artifacts(url: 
         assert [str(link.uri) for link in links] == [f"pipeline://jobs/{ticket.job_id}/artifacts/article.md"]
         (article,) = await client.read_resource(str(links[0].uri))
         assert article.text.startswith("# One Service At A Time")
-        assert "Stop the language model server" in world.sglang.prompts()[0]  # the source was injected
+        part1 = next(p for p in world.sglang.prompts() if "Write part 1 of 2" in p)
+        assert "Stop the language model server" in part1  # the source was injected
 
         deadline = time.monotonic() + 20
         while True:
@@ -105,8 +106,8 @@ async def test_trigger_returns_at_once_and_status_ends_done_with_artifacts(url: 
                 break
         status = result.structured_content
         assert status["state"] == "done", status
-        (link,) = [c for c in result.content if c.type == "resource_link"]
-        assert link.mime_type == "image/png"
+        link, alt = [c for c in result.content if c.type == "resource_link"]
+        assert link.mime_type == "image/png" and alt.mime_type == "application/json"
         (blob,) = await client.read_resource(str(link.uri))
         png = base64.b64decode(blob.blob)
         assert is_png(png) and png == make_png(*IMAGE)
@@ -165,7 +166,7 @@ async def test_full_job_over_mcp_survives_an_outage_and_a_crash(tmp_path: Path) 
                     break
             assert status["state"] == "done", status
             links = {str(c.uri).rsplit("/", 1)[1]: c for c in result.content if c.type == "resource_link"}
-            assert set(links) == {"article.md", "podcast_script.txt", "podcast.mp3", "hero.png"}
+            assert set(links) == {"article.md", "podcast_script.txt", "podcast.mp3", "hero.png", "hero.alt.json"}
             (mp3,) = await client.read_resource(str(links["podcast.mp3"].uri))
             assert mp3.mime_type == "audio/mpeg" and mp3_frame_offset(base64.b64decode(mp3.blob)) is not None
             (png,) = await client.read_resource(str(links["hero.png"].uri))

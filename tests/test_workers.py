@@ -109,7 +109,7 @@ async def test_a_job_queued_through_one_process_is_followed_through_the_other(
             if status["state"] in ("done", "failed", "cancelled"):
                 break
         assert status["state"] == "done", status
-        assert [a["name"] for a in status["artifacts"]] == ["hero.png"]
+        assert [a["name"] for a in status["artifacts"]] == ["hero.png", "hero.alt.json"]
 
 
 # -- serve --workers ------------------------------------------------------------------------------------

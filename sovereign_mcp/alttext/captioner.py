@@ -101,7 +101,7 @@ class Captioner:
                 completion = self.chat.complete(messages, max_tokens=self.settings.max_tokens, temperature=0.0,
                                                 deadline=self.settings.deadline_seconds)
         except InferenceError as exc:
-            raise CaptionUnavailable(f"no vision model answered: {exc}") from None
+            raise CaptionUnavailable(f"no vision model answered: {exc}") from exc
         notes: list[str] = []
         answer = _json_object(completion.text or "")
         if answer is None:

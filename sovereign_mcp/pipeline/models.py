@@ -47,7 +47,10 @@ PODCAST_STEPS = (
     StepSpec("podcast_tts", "podcast", "voxtral", ("podcast_gate",), "Voxtral speech, one file per turn"),
     StepSpec("podcast_mix", "podcast", None, ("podcast_tts",), "mix the turns into one MP3 (ffmpeg)"),
 )
-IMAGE_STEPS = (StepSpec("hero_image", "image", "comfyui", (), "hero image (ComfyUI FLUX.1-schnell)"),)
+IMAGE_STEPS = (
+    StepSpec("hero_image", "image", "comfyui", (), "hero image (ComfyUI FLUX.1-schnell)"),
+    StepSpec("hero_alt", "image", "sglang", ("hero_image",), "alt text for the hero image (vision model)"),
+)
 
 
 def _full() -> tuple[StepSpec, ...]:

@@ -20,9 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sovereign_mcp.alttext.captioner import Captioner, CaptionUnavailable
+from sovereign_mcp.alttext.config import AltTextSettings
+from sovereign_mcp.alttext.images import from_bytes as image_from_bytes
 from sovereign_mcp.gate.engine import QualityGate
 from sovereign_mcp.gate.report import GateReport
 from sovereign_mcp.inference.client import ChatClient
+from sovereign_mcp.inference.errors import InferenceRequestError
 from sovereign_mcp.kb.loader import KnowledgeBase
 from sovereign_mcp.kb.models import KIND_SCOPES
 from sovereign_mcp.kb.prompts import build_prompt, render_rules
@@ -366,6 +370,31 @@ def hero_image(ctx: StepContext) -> StepResult:
     return StepResult(json.dumps({**detail, "prompt": prompt}), detail)
 
 
+def hero_alt(ctx: StepContext) -> StepResult:
+    """Alt text for the hero image just made, from the vision model (the worker holds SGLang's lease): the
+    ``hero.alt.json`` artifact. A model that cannot read images leaves the step done with a warning (the image
+    is still usable); no provider at all makes the job wait, like every text step."""
+    path, _, _ = ctx.store.artifact(ctx.job_id, "hero.png")
+    prompt = ctx.outputs.get("hero_image", "")
+    try:
+        described = json.loads(prompt).get("prompt", "") if prompt else ""
+    except ValueError:
+        described = ""
+    context = f"Hero image of a blog article about {ctx.topic}. It was generated from: {described}"
+    try:
+        image = image_from_bytes(path.read_bytes(), 50 * 1024 * 1024)
+        result = Captioner(AltTextSettings(), ctx.chat).caption(image, context, "informative", "hero.png")
+    except CaptionUnavailable as exc:
+        if isinstance(exc.__cause__, InferenceRequestError):  # e.g. a text-only model refusing image input
+            detail = {"alt": None, "warning": f"no alt text: {exc.__cause__}"}
+            return StepResult(json.dumps(detail), detail)
+        raise exc.__cause__ or exc from None
+    artifact = ctx.store.add_artifact(ctx.job_id, "hero.alt.json", result.model_dump_json(indent=2).encode(),
+                                      "hero_alt", epoch=ctx.epoch)
+    detail = {"alt": result.alt, "provider": result.provider, "warnings": result.warnings, "sha256": artifact.sha256}
+    return StepResult(json.dumps(detail), detail)
+
+
 RUNNERS: dict[str, Callable[[StepContext], StepResult]] = {
     "article_part1": article_part1,
     "article_part2": article_part2,
@@ -377,4 +406,5 @@ RUNNERS: dict[str, Callable[[StepContext], StepResult]] = {
     "podcast_tts": podcast_tts,
     "podcast_mix": podcast_mix,
     "hero_image": hero_image,
+    "hero_alt": hero_alt,
 }
