@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from sovereign_mcp.auth.tokens import OPERATOR, PREFIX
-from sovereign_mcp.auth.verifier import verifier_for
+from sovereign_mcp.auth.verifier import OperatorTokenVerifier, verifier_for
 from sovereign_mcp.config import Settings
 from sovereign_mcp.dashboard import render, views
 from sovereign_mcp.dashboard.controls import ActionLog, ControlError, Controls
@@ -57,7 +57,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
                                "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
@@ -107,10 +107,16 @@ def register_dashboard(mcp: FastMCP, settings: Settings, pipeline: PipelineServi
     Sessions are kept in memory for ``dashboard.session_hours`` by ``clock`` (unix s; injectable for tests).
     """
     config = settings.dashboard
-    verifier = verifier_for(settings)
+    verifiers: list[OperatorTokenVerifier] = []
+
+    def verifier() -> OperatorTokenVerifier:
+        """Opened at the first login, so a server nobody logs in to creates no token store."""
+        if not verifiers:
+            verifiers.append(verifier_for(settings))
+        return verifiers[0]
 
     def token_active(token_id: str) -> bool:
-        record = verifier.store.get(token_id)
+        record = verifier().store.get(token_id)
         return record is not None and record.state() == "active"
 
     store = SessionStore(config.session_hours * 3600, config.max_sessions, clock, still_valid=token_active)
@@ -171,7 +177,7 @@ def register_dashboard(mcp: FastMCP, settings: Settings, pipeline: PipelineServi
             return login_page(request, "The login form expired or came from another page; try again.", 403)
         token = (form.get("token") or "").strip()
         try:
-            access = await verifier.verify_token(token) if token else None
+            access = await verifier().verify_token(token) if token else None
         except DatabaseUnavailable as exc:
             return _error(503, f"database unavailable: {exc}")
         if access is None or OPERATOR not in access.scopes:
