@@ -4,7 +4,7 @@ The TOML file is the one given with ``--config PATH``, else ``./sovereign-mcp.to
 ``<user config dir>/sovereign-mcp/config.toml`` (platformdirs). Sections map to the nested models
 below (``[server]``, ``[corpus]``, ``[search]``, ``[kb]``, ``[diagnostics]``,
 ``[payments]``, ``[inference]``, ``[gpu]``, ``[pipeline]``, ``[auth]``, ``[rate_limit]``,
-``[observability]``); environment variables
+``[observability]``, ``[dashboard]``); environment variables
 use ``__`` between levels, e.g. ``SOVEREIGN_MCP_SERVER__PORT=8003`` or ``SOVEREIGN_MCP_CORPUS__BASE_URL=https://blog.example``.
 """
 
@@ -96,6 +96,20 @@ class AuthSettings(_Section):
         if self.jwt_public_key is not None and self.jwt_jwks_uri:  # FastMCP's JWTVerifier takes one of them
             raise ValueError("set auth.jwt_public_key or auth.jwt_jwks_uri, not both")
         return self
+
+
+class DashboardSettings(_Section):
+    """The operator dashboard at ``/dashboard`` (sovereign_mcp.dashboard): login sessions and refresh."""
+
+    enabled: bool = Field(True, description="Serve /dashboard (login with an operator token; no data without "
+                          "a session).")
+    session_hours: float = Field(8.0, gt=0, le=24 * 30, description="Lifetime of a dashboard login session, hours "
+                                 "(never past the operator token's own expiry).")
+    max_sessions: int = Field(64, ge=1, le=10_000, description="Sessions kept in memory; the oldest goes first.")
+    refresh_seconds: float = Field(3.0, ge=0.5, le=300, description="How often the page polls its panels, s.")
+    chart_days: int = Field(14, ge=2, le=90, description="Days shown in the sats-per-day and jobs-per-day charts.")
+    recent_jobs: int = Field(20, ge=1, le=200, description="Jobs listed in the queue panel (active ones first).")
+    gpu_events: int = Field(30, ge=1, le=500, description="Newest GPU event-log rows shown.")
 
 
 class RateLimitSettings(_Section):
@@ -297,6 +311,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -251,6 +251,11 @@ class GPUServiceManager:
         service, at most ``limit``)."""
         return self._state.events(service=service, since_id=since_id, since_ts=since_ts, limit=limit)
 
+    def latest_events(self, limit: int, *, service: str | None = None, event: str | None = None) -> list[GPUEvent]:
+        """The newest ``limit`` event log rows, newest first (optionally one service and one event name, e.g.
+        ``"ready"`` for the last time a service became ready)."""
+        return self._state.latest_events(limit, service=service, event=event)
+
     def close(self) -> None:
         """Close this thread's database connection."""
         self._state.close()

@@ -182,6 +182,23 @@ class GPUState:
             return [GPUEvent(id=r[0], ts=r[1], service=r[2], event=r[3], detail=r[4], job_id=r[5], pid=r[6])
                     for r in cur.fetchall()]
 
+    def latest_events(self, limit: int, *, service: str | None = None, event: str | None = None) -> list[GPUEvent]:
+        """The newest ``limit`` event rows (optionally of one service and one event name), newest first."""
+        query = "SELECT id, ts, service, event, detail, job_id, pid FROM gpu_events WHERE 1 = 1"
+        params: list[Any] = []
+        if service is not None:
+            query += " AND service = ?"
+            params.append(service)
+        if event is not None:
+            query += " AND event = ?"
+            params.append(event)
+        query += " ORDER BY id DESC LIMIT ?"
+        params.append(max(int(limit), 0))
+        with self.tx(write=False) as cur:
+            cur.execute(query, params)
+            return [GPUEvent(id=r[0], ts=r[1], service=r[2], event=r[3], detail=r[4], job_id=r[5], pid=r[6])
+                    for r in cur.fetchall()]
+
     # -- services -----------------------------------------------------------------------------------
     def set_state(self, cur: Cursor, name: str, state: ServiceState, detail: str = "") -> None:
         """Record ``name`` as ``state`` now."""

@@ -171,6 +171,15 @@ class TokenStore:
         return {"earned": earned, "sats_total": sum(e["sats"] for e in earned.values()), "by_state": states,
                 "outstanding": outstanding}
 
+    def ledger(self, since: int) -> list[tuple[str, int, int, int | None, str]]:
+        """``(tools, price_sat, created_at, paid_at, state)`` of every token created or paid at or after ``since``
+        (unix s): invoices issued vs paid and sats per tool per day, for the operator dashboard."""
+        with self._tx(write=False) as cur:
+            cur.execute("SELECT tools, price_sat, created_at, paid_at, state FROM l402_tokens WHERE created_at >= ? "
+                        "OR paid_at >= ?", [since, since])
+            return [(str(r[0]), int(r[1]), int(r[2]), None if r[3] is None else int(r[3]), str(r[4]))
+                    for r in cur.fetchall()]
+
     # -- paid calls (safe retries) ---------------------------------------------------------------
     def claim_call(self, call_key: str, token_id: str, tool: str, now: int, valid_until: int,
                    stale_before: int) -> tuple[CallClaim, str | None]:

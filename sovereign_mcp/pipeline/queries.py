@@ -73,6 +73,22 @@ class JobQueries(StoreBase):
                         f"ON j.id = s.job_id WHERE j.state IN {ACTIVE} AND s.state = 'pending' GROUP BY 1")
             return dict(cur.fetchall())
 
+    def step_durations(self, limit: int = 500) -> list[tuple[str, float]]:
+        """``(step name, seconds)`` of the newest ``limit`` finished (``done``) steps, newest first: the recorded
+        durations the dashboard's ETA is estimated from (``finished_at - started_at`` of the last attempt)."""
+        with self._tx(write=False) as cur:
+            cur.execute("SELECT name, finished_at - started_at FROM pipeline_steps WHERE state = 'done' AND "
+                        "started_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
+                        [limit])
+            return [(str(name), max(float(seconds), 0.0)) for name, seconds in cur.fetchall()]
+
+    def finished_since(self, since: float) -> list[tuple[str, float]]:
+        """``(state, finished_at)`` of every job finished at or after ``since`` (unix s), for jobs per day."""
+        with self._tx(write=False) as cur:
+            cur.execute("SELECT state, finished_at FROM pipeline_jobs WHERE finished_at IS NOT NULL AND "
+                        "finished_at >= ?", [since])
+            return [(str(state), float(at)) for state, at in cur.fetchall()]
+
     def outputs(self, job_id: str) -> dict[str, str]:
         """Text outputs of the job's finished steps."""
         with self._tx(write=False) as cur:

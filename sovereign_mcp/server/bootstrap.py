@@ -40,6 +40,7 @@ from sovereign_mcp.server.affiliate import register_affiliate
 from sovereign_mcp.server.alttext import register_alttext
 from sovereign_mcp.server.app import INSTRUCTIONS, register_blog
 from sovereign_mcp.server.auth import BearerAuthMiddleware
+from sovereign_mcp.server.dashboard import register_dashboard
 from sovereign_mcp.server.diagnostics import register_diagnostics
 from sovereign_mcp.server.limits import RequestLimitsGuard
 from sovereign_mcp.server.metrics import (
@@ -198,8 +199,8 @@ def http_guards(c: Components, mcp: FastMCP, app: ASGIApp) -> list[Guard]:
 
 def build_http_app(c: Components) -> tuple[FastMCP, ASGIApp]:
     """The ASGI app of ``sovereign-mcp serve``: MCP at ``server.path`` plus ``/health``, ``/api/*``,
-    ``/metrics`` and the Lightning address, behind FastMCP's Host/Origin guard (DNS-rebinding protection)
-    and the layers of :func:`http_guards`."""
+    ``/metrics``, the Lightning address and the operator dashboard (``/dashboard``), behind FastMCP's
+    Host/Origin guard (DNS-rebinding protection) and the layers of :func:`http_guards`."""
     settings, srv = c.settings, c.settings.server
     mcp = build_mcp(c)
     register_routes(mcp, c.blog, c.gates, c.diagnostics, settings, c.payments)
@@ -207,6 +208,8 @@ def build_http_app(c: Components) -> tuple[FastMCP, ASGIApp]:
         settings, lambda: (len(c.blog.index.articles), len(c.blog.index.passages)), c.payments, c.pipeline)))
     if c.payments is not None:
         register_lnurl(mcp, c.payments, settings.payments.public_url)
+    if settings.dashboard.enabled:  # login with an operator token; no data without a session
+        register_dashboard(mcp, settings, c.pipeline, c.blog, c.gates, c.payments)
     app = mcp.http_app(
         path=srv.path,
         stateless_http=srv.stateless_http,
