@@ -210,3 +210,32 @@ def test_cli_caption_and_alt_lint(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "post.md:1:1: error [alt-placeholder]" in capsys.readouterr().out
     (tmp_path / "ok.md").write_text("![The fan, unplugged](b.png)\n", encoding="utf-8")
     assert main(["alt-lint", str(tmp_path / "ok.md")]) == 0
+
+
+class TextOnly(ScriptedLLM):
+    """A chat server whose model cannot read images: HTTP 400 to any image part (as vLLM/SGLang answer)."""
+
+    def _chat(self, handler: object, body: dict) -> None:  # type: ignore[override]
+        if "image_url" in json.dumps(body):
+            self._json(handler, 400, {"object": "error", "message": "this model does not support image input",
+                                      "type": "BadRequestError", "code": 400})
+            return
+        super()._chat(handler, body)
+
+
+def test_hero_alt_with_a_text_only_model_leaves_the_job_done_with_a_warning(tmp_path: Path) -> None:
+    from tests.fake_media import content_responder
+
+    world = World(tmp_path)
+    (tmp_path / "corpus").mkdir()
+    world.sglang = TextOnly("sglang", content_responder(), port=world.sglang.port).start()
+    try:
+        service = world.service()
+        status = service.run_until_finished(service.submit("hero_image", "a text-only model").job_id)
+        assert status.state == "done", status.error
+        alt = status.steps[1]
+        assert alt.name == "hero_alt" and alt.detail["alt"] is None
+        assert "does not support image input" in alt.detail["warning"]
+        assert [a.name for a in status.artifacts] == ["hero.png"]
+    finally:
+        world.close()

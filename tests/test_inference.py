@@ -239,6 +239,31 @@ def test_timeout_falls_back(make_fake: Callable[..., FakeLLM]) -> None:
     assert len(sglang.chat_requests) == 1
 
 
+def test_a_hung_provider_costs_one_timeout_then_only_a_short_readiness_probe(
+        make_fake: Callable[..., FakeLLM]) -> None:
+    sglang = make_fake("sglang", mode="slow", slow_seconds=5.0)  # accepts, never answers (health included)
+    llama = make_fake("llamacpp")
+    clock = FakeClock()
+    settings = chain(provider("sglang", sglang.base_url, "sglang", timeout=0.5), provider("llamacpp", llama.base_url),
+                     failure_threshold=3, cooldown_seconds=10, probe_timeout_seconds=0.2)
+    with ChatClient(settings, clock=clock) as client:
+        started = time.monotonic()
+        assert client.complete(HELLO).provider == "llamacpp"  # one whole timeout (0.5 s)...
+        assert state_of(client, "sglang").state == BreakerState.OPEN  # ...opens the circuit at once, not after 3
+        assert client.complete(HELLO).provider == "llamacpp"  # skipped: no request at all
+        clock.advance(10)
+        assert client.complete(HELLO).provider == "llamacpp"  # half-open: a 0.2 s readiness GET, not a 0.5 s call
+        elapsed = time.monotonic() - started
+        assert [r.path for r in sglang.requests] == ["/v1/chat/completions", "/health"]
+        assert state_of(client, "sglang").last_error.startswith("readiness probe: ")
+        assert elapsed < 0.5 + 0.2 + 0.6
+        sglang.set_mode("healthy")
+        clock.advance(10)
+        assert client.complete(HELLO).provider == "sglang"  # the probe answers, then the real call goes out
+        assert [r.path for r in sglang.requests][-2:] == ["/health", "/v1/chat/completions"]
+        assert state_of(client, "sglang").state == BreakerState.CLOSED
+
+
 def test_dns_failure_falls_back() -> None:
     transport = CountingTransport(fail={"gpu.lan": "[Errno -2] Name or service not known"})
     with FakeLLM("llamacpp") as llama:

@@ -7,6 +7,10 @@ States (the classic pattern, as in Nygard's "Release It!"):
 * ``half_open``: the cooldown is over; exactly one call (the probe) is let through. Success closes the
   circuit, failure opens it again for another cooldown. Other calls are refused while the probe runs.
 
+A timeout trips the circuit at once (:meth:`CircuitBreaker.record_failure` with ``trip``), and the chain
+probes such a provider's readiness endpoint with a short timeout before it sends it a real call again
+(:mod:`sovereign_mcp.inference.client`).
+
 Time comes from an injectable ``clock`` (seconds, monotonic; default :func:`time.monotonic`) so tests can
 move it. Thread-safe: one lock per breaker.
 """
@@ -83,12 +87,13 @@ class CircuitBreaker:
             self._opened_at = None
             self._probing = False
 
-    def record_failure(self) -> None:
-        """The provider failed (unreachable, timeout, 429, 5xx): count it; open (again) at the threshold."""
+    def record_failure(self, trip: bool = False) -> None:
+        """The provider failed (unreachable, timeout, 429, 5xx): count it; open (again) at the threshold, or at
+        once with ``trip`` (a timeout: a hung provider would cost its whole timeout on every call until then)."""
         with self._lock:
             self._failures += 1
             self._probing = False
-            if self._failures >= self.failure_threshold:
+            if trip or self._failures >= self.failure_threshold:
                 self._opened_at = self._clock()
 
     def release(self) -> None:

@@ -76,6 +76,7 @@ class _Provider:
     breaker: CircuitBreaker
     model: str | None
     last_error: str | None = None
+    hung: bool = False  # its last failure was a timeout: probe readiness before the next real call
 
     @property
     def name(self) -> str:
@@ -90,8 +91,12 @@ class _Outcome:
 class _Attempts:
     """One call's walk down the chain: deadline, skipped circuits and the errors seen, by provider."""
 
-    def __init__(self, providers: list[_Provider], budget: float) -> None:
+    def __init__(self, providers: list[_Provider], budget: float,
+                 probe: Callable[[_Provider, float], str | None] = lambda provider, timeout: None,
+                 probe_timeout: float = 5.0) -> None:
         self.providers = providers
+        self.probe = probe
+        self.probe_timeout = probe_timeout
         self.budget = budget
         self.deadline_at = time.monotonic() + budget
         self.errors: dict[str, str] = {}
@@ -112,13 +117,21 @@ class _Attempts:
                 state = f"circuit open, next probe in {wait:.1f} s" if wait else "circuit half-open, probe in flight"
                 self.errors[provider.name] = f"{state} (last error: {provider.last_error})"
                 continue
+            if provider.hung:  # it timed out last time: a short readiness GET first, not a whole timeout
+                reason = self.probe(provider, min(self.probe_timeout, left))
+                if reason is not None:
+                    provider.breaker.record_failure(trip=True)
+                    provider.last_error = f"readiness probe: {reason}"
+                    self.errors[provider.name] = provider.last_error
+                    continue
             self.clipped = left < provider.settings.timeout
             yield provider, httpx.Timeout(min(provider.settings.timeout, left),
                                           connect=min(provider.settings.connect_timeout, left))
 
     def failed(self, provider: _Provider, failure: ProviderFailure) -> None:
         """Count the failure; raise :class:`InferenceDeadlineExceeded` if it used up the deadline."""
-        provider.breaker.record_failure()
+        provider.breaker.record_failure(trip=failure.timed_out)
+        provider.hung = failure.timed_out
         provider.last_error = failure.reason
         self.errors[provider.name] = failure.reason
         logger.warning("inference provider %s failed (%s); trying the next one", provider.name, failure.reason)
@@ -144,6 +157,7 @@ class _Attempts:
         else:
             provider.breaker.record_success()
             provider.last_error = None
+            provider.hung = False
             outcome.ok = True
 
     def exhausted(self) -> InferenceUnavailable:
@@ -185,7 +199,7 @@ class ChatClient:
         budget = self.settings.deadline_seconds if deadline is None else deadline
         if budget <= 0:
             raise ValueError("deadline must be > 0 seconds")
-        return _Attempts(self._providers, budget)
+        return _Attempts(self._providers, budget, self._health, self.settings.probe_timeout_seconds)
 
     def _model(self, provider: _Provider, timeout: httpx.Timeout) -> str:
         """The configured model, else the first id of ``GET {base_url}/models`` (cached)."""
@@ -334,6 +348,7 @@ class ChatClient:
                 if reason is None:
                     provider.breaker.record_success()
                     provider.last_error = None
+                    provider.hung = False
                     logger.info("inference provider %s is ready", provider.name)
                     return provider.name
                 reasons[provider.name] = reason

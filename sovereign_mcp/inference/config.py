@@ -116,6 +116,8 @@ class InferenceSettings(BaseModel):
     failure_threshold: int = Field(3, ge=1, le=1000, description="Consecutive failures that open a circuit.")
     cooldown_seconds: float = Field(30.0, ge=0, le=86_400, description="Open circuit -> one probe after, seconds.")
     deadline_seconds: float = Field(600.0, gt=0, le=86_400, description="Default budget of one call, seconds.")
+    probe_timeout_seconds: float = Field(5.0, gt=0, le=120, description="Readiness GET of a provider that timed "
+                                         "out, before it gets a real call again, seconds (connect and answer).")
 
     @model_validator(mode="after")
     def _check(self) -> InferenceSettings:
