@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +30,7 @@ from sovereign_mcp.inference import (
 from sovereign_mcp.inference.breaker import BreakerState, CircuitBreaker
 from sovereign_mcp.inference.client import ChatClient
 from sovereign_mcp.inference.messages import merge_consecutive_roles
+from sovereign_mcp.inference.shared import SharedBreakers
 from tests.fake_llm import ROLES_MESSAGE, FakeLLM, free_port
 
 HELLO = [{"role": "user", "content": "Say hello."}]
@@ -262,6 +264,28 @@ def test_a_hung_provider_costs_one_timeout_then_only_a_short_readiness_probe(
         assert client.complete(HELLO).provider == "sglang"  # the probe answers, then the real call goes out
         assert [r.path for r in sglang.requests][-2:] == ["/health", "/v1/chat/completions"]
         assert state_of(client, "sglang").state == BreakerState.CLOSED
+
+
+def test_an_open_circuit_is_shared_by_every_process_on_the_data_dir(make_fake: Callable[..., FakeLLM],
+                                                                     tmp_path: Path) -> None:
+    llama = make_fake("llamacpp")
+    dead = dead_url()
+    settings = chain(provider("sglang", dead, "sglang"), provider("llamacpp", llama.base_url), failure_threshold=2,
+                     cooldown_seconds=0.5)
+    file = tmp_path / "inference-breakers.sqlite3"
+    transport = CountingTransport()
+    dead_key = dead.removeprefix("http://").removesuffix("/v1")
+    with ChatClient(settings, shared=SharedBreakers(file)) as first:
+        first.complete(HELLO)
+        first.complete(HELLO)  # the second failure opens it: written for everyone
+    with ChatClient(settings, transport=transport, shared=SharedBreakers(file)) as second:  # another process
+        assert second.complete(HELLO).provider == "llamacpp"
+        assert transport.calls.get(dead_key, 0) == 0  # it never paid for the dead provider
+        assert state_of(second, "sglang").state == BreakerState.CLOSED  # its own breaker saw nothing
+        time.sleep(0.6)  # the shared window ends: the next call may try it again
+        second.complete(HELLO)
+        assert transport.calls.get(dead_key, 0) == 1
+    assert SharedBreakers(file).open_until("llamacpp") is None
 
 
 def test_dns_failure_falls_back() -> None:

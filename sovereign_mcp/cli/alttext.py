@@ -36,11 +36,12 @@ def cmd_caption(args: argparse.Namespace) -> int:
     from sovereign_mcp.alttext.service import AltTextService, gpu_lease
     from sovereign_mcp.gpu.manager import GPUServiceManager
     from sovereign_mcp.inference.client import ChatClient
+    from sovereign_mcp.inference.shared import SharedBreakers
     from sovereign_mcp.pipeline.deps import gpu_service_for
 
     settings = settings_from(args)
     setup_logging(settings.log_level if args.log_level else "warning")
-    chat = ChatClient(settings.inference)
+    chat = ChatClient(settings.inference, shared=SharedBreakers(settings.data_dir / "inference-breakers.sqlite3"))
     lease = gpu_lease(lambda: GPUServiceManager(settings.gpu, settings.data_dir), gpu_service_for(settings, "sglang"),
                       settings.alt_text.gpu_wait_seconds)
     service = AltTextService(settings.alt_text, lambda: chat, lease)

@@ -49,6 +49,7 @@ from sovereign_mcp.inference.protocol import (
     server_message,
     transport_failure,
 )
+from sovereign_mcp.inference.shared import SharedBreakers
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +94,9 @@ class _Attempts:
 
     def __init__(self, providers: list[_Provider], budget: float,
                  probe: Callable[[_Provider, float], str | None] = lambda provider, timeout: None,
-                 probe_timeout: float = 5.0) -> None:
+                 probe_timeout: float = 5.0, shared: SharedBreakers | None = None) -> None:
         self.providers = providers
+        self.shared = shared
         self.probe = probe
         self.probe_timeout = probe_timeout
         self.budget = budget
@@ -112,6 +114,11 @@ class _Attempts:
     def __iter__(self) -> Iterator[tuple[_Provider, httpx.Timeout]]:
         for provider in self.providers:
             left = self.check_deadline()
+            held = self.shared.open_until(provider.name) if self.shared is not None else None
+            if held is not None:  # another process (or this one) found it failing: skip it here too
+                self.errors[provider.name] = (f"circuit open for every process, next try in "
+                                              f"{max(0.0, held[0] - time.time()):.1f} s (last error: {held[1]})")
+                continue
             if not provider.breaker.allow():
                 wait = provider.breaker.retry_in()
                 state = f"circuit open, next probe in {wait:.1f} s" if wait else "circuit half-open, probe in flight"
@@ -133,6 +140,8 @@ class _Attempts:
         provider.breaker.record_failure(trip=failure.timed_out)
         provider.hung = failure.timed_out
         provider.last_error = failure.reason
+        if self.shared is not None and provider.breaker.state is BreakerState.OPEN:
+            self.shared.trip(provider.name, provider.breaker.retry_in(), failure.reason)
         self.errors[provider.name] = failure.reason
         logger.warning("inference provider %s failed (%s); trying the next one", provider.name, failure.reason)
         if (failure.timed_out and self.clipped) or time.monotonic() >= self.deadline_at:
@@ -158,6 +167,8 @@ class _Attempts:
             provider.breaker.record_success()
             provider.last_error = None
             provider.hung = False
+            if self.shared is not None and self.shared.open_until(provider.name) is not None:
+                self.shared.clear(provider.name)
             outcome.ok = True
 
     def exhausted(self) -> InferenceUnavailable:
@@ -171,14 +182,16 @@ class ChatClient:
         settings: the chain; default :class:`InferenceSettings` (SGLang :30000 then llama.cpp :8080).
         clock: monotonic seconds for the circuit breakers (inject a fake in tests).
         transport: an httpx transport shared by all providers (tests use it to count or fake connections).
+        shared: open circuits shared with the other processes on the data dir (default: per process only).
 
     Raises:
         SovereigntyError: ``sovereign_mode`` is on and a provider is not local.
     """
 
     def __init__(self, settings: InferenceSettings | None = None, *, clock: Callable[[], float] = time.monotonic,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, shared: SharedBreakers | None = None) -> None:
         self.settings = settings if settings is not None else InferenceSettings()
+        self.shared = shared
         self.settings.refuse_non_local()
         self._providers = [
             _Provider(p, self._http_client(p, transport),
@@ -199,7 +212,7 @@ class ChatClient:
         budget = self.settings.deadline_seconds if deadline is None else deadline
         if budget <= 0:
             raise ValueError("deadline must be > 0 seconds")
-        return _Attempts(self._providers, budget, self._health, self.settings.probe_timeout_seconds)
+        return _Attempts(self._providers, budget, self._health, self.settings.probe_timeout_seconds, self.shared)
 
     def _model(self, provider: _Provider, timeout: httpx.Timeout) -> str:
         """The configured model, else the first id of ``GET {base_url}/models`` (cached)."""
@@ -349,6 +362,8 @@ class ChatClient:
                     provider.breaker.record_success()
                     provider.last_error = None
                     provider.hung = False
+                    if self.shared is not None:
+                        self.shared.clear(provider.name)
                     logger.info("inference provider %s is ready", provider.name)
                     return provider.name
                 reasons[provider.name] = reason
@@ -367,9 +382,11 @@ class ChatClient:
         ]
 
     def close(self) -> None:
-        """Close the providers' connection pools."""
+        """Close the providers' connection pools (and the shared breaker file)."""
         for provider in self._providers:
             provider.http.close()
+        if self.shared is not None:
+            self.shared.close()
 
     def __enter__(self) -> ChatClient:
         return self

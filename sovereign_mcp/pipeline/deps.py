@@ -16,6 +16,7 @@ from sovereign_mcp.corpus.models import Article
 from sovereign_mcp.gate.service import GateService
 from sovereign_mcp.gpu.manager import GPUServiceManager
 from sovereign_mcp.inference.client import ChatClient
+from sovereign_mcp.inference.shared import SharedBreakers
 from sovereign_mcp.pipeline.config import ROLES, PipelineSettings, Role
 from sovereign_mcp.pipeline.media import ComfyUIClient, VoxtralClient
 from sovereign_mcp.pipeline.store import JobStore
@@ -77,7 +78,8 @@ class PipelineDeps:
         """The inference chain (built on first use)."""
         with self._lock:
             if self._chat is None:
-                self._chat = ChatClient(self.settings.inference)
+                self._chat = ChatClient(self.settings.inference, shared=SharedBreakers(
+                    self.settings.data_dir / "inference-breakers.sqlite3"))
             return self._chat
 
     @property
