@@ -13,27 +13,18 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from sovereign_mcp.gpu.errors import GPUError
 from sovereign_mcp.pipeline.service import PipelineService
 from sovereign_mcp.pipeline.store import JobNotRetriable
+from tests import test_pipeline
 from tests.fake_media import CLEAN_SCRIPT, ScriptedLLM, content_responder, wait_for
 from tests.test_pipeline import IMAGE, World, gpu_events, write_meminfo
 
 TURNS = len(CLEAN_SCRIPT.splitlines())
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
-    w.sglang.start()
-    (tmp_path / "corpus").mkdir()
-    yield w
-    w.close()
+world = test_pipeline.world  # the same fixture: the stand-ins of one test
 
 
 def starts(service: PipelineService, name: str) -> int:

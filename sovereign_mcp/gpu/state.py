@@ -165,35 +165,21 @@ class GPUState:
     def events(self, *, service: str | None = None, since_id: int = 0, since_ts: float | None = None,
                limit: int | None = None) -> list[GPUEvent]:
         """Event rows with ``id > since_id`` (and ``ts >= since_ts``), oldest first."""
-        query = "SELECT id, ts, service, event, detail, job_id, pid FROM gpu_events WHERE id > ?"
-        params: list[Any] = [since_id]
-        if since_ts is not None:
-            query += " AND ts >= ?"
-            params.append(since_ts)
-        if service is not None:
-            query += " AND service = ?"
-            params.append(service)
-        query += " ORDER BY id"
-        if limit is not None:
-            query += " LIMIT ?"
-            params.append(limit)
-        with self.tx(write=False) as cur:
-            cur.execute(query, params)
-            return [GPUEvent(id=r[0], ts=r[1], service=r[2], event=r[3], detail=r[4], job_id=r[5], pid=r[6])
-                    for r in cur.fetchall()]
+        return self._events([("id > ?", since_id), ("ts >= ?", since_ts), ("service = ?", service)], "id", limit)
 
     def latest_events(self, limit: int, *, service: str | None = None, event: str | None = None) -> list[GPUEvent]:
         """The newest ``limit`` event rows (optionally of one service and one event name), newest first."""
+        return self._events([("service = ?", service), ("event = ?", event)], "id DESC", max(int(limit), 0))
+
+    def _events(self, where: list[tuple[str, Any]], order: str, limit: int | None) -> list[GPUEvent]:
+        """Rows matching every ``(clause, value)`` whose value is not ``None``, in ``order``."""
+        used = [(clause, value) for clause, value in where if value is not None]
         query = "SELECT id, ts, service, event, detail, job_id, pid FROM gpu_events WHERE 1 = 1"
-        params: list[Any] = []
-        if service is not None:
-            query += " AND service = ?"
-            params.append(service)
-        if event is not None:
-            query += " AND event = ?"
-            params.append(event)
-        query += " ORDER BY id DESC LIMIT ?"
-        params.append(max(int(limit), 0))
+        query += "".join(f" AND {clause}" for clause, _ in used) + f" ORDER BY {order}"
+        params: list[Any] = [value for _, value in used]
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
         with self.tx(write=False) as cur:
             cur.execute(query, params)
             return [GPUEvent(id=r[0], ts=r[1], service=r[2], event=r[3], detail=r[4], job_id=r[5], pid=r[6])
