@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL cluster for the tests that need one (tests/test_postgres.py, tests/test_workers.py,
-# tests/test_l402_store.py), on 127.0.0.1 and a Unix socket inside its own folder.
+# A throwaway PostgreSQL cluster for the tests that need one (tests/config/test_postgres.py, tests/e2e/test_workers.py,
+# tests/payments/test_l402_store.py), on 127.0.0.1 and a Unix socket inside its own folder.
 #
 #   eval "$(.ci/postgres.sh start /tmp/sovereign-pg)"   # prints: export SOVEREIGN_MCP_TEST_POSTGRES_URL=...
 #   .ci/postgres.sh stop /tmp/sovereign-pg               # stops the server and deletes the folder

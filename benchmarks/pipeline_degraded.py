@@ -2,9 +2,9 @@
 and beside the same dead SGLang with the start breaker off (every SGLang step tries to start it again: the
 behaviour before the breaker), all in the same run.
 
-Real parts on loopback: the GPU stand-ins of ``tests/fake_services.py`` started and stopped through the
+Real parts on loopback: the GPU stand-ins of ``tests/fakes/fake_services.py`` started and stopped through the
 launcher's real start/stop commands by the real GPU manager, the chat stand-ins and the Voxtral/ComfyUI
-stand-ins of ``tests/fake_media.py``, the real worker, store, gate and ffmpeg mix.
+stand-ins of ``tests/fakes/fake_media.py``, the real worker, store, gate and ffmpeg mix.
 
     python benchmarks/pipeline_degraded.py [--scale 0.01]
 
@@ -27,8 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fake_media import ScriptedLLM, content_responder
-from tests.test_pipeline import ROLES, World, gpu_events
+from tests.fakes.fake_media import ScriptedLLM, content_responder
+from tests.pipeline.test_pipeline import ROLES, World, gpu_events
 
 LOAD_S = {"sglang": 150.0, "voxtral": 75.0, "comfyui": 40.0}
 TEXT_STEP_S = 50.0
