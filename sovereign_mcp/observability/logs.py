@@ -4,7 +4,7 @@
   per line with ``ts``, ``level``, ``logger``, ``message``, ``request_id`` and any ``extra`` fields, through
   python-json-logger).
 * :data:`REQUEST_ID` holds the id of the HTTP request being served (set by
-  :class:`sovereign_mcp.server.metrics.ObservabilityMiddleware`); :class:`RequestIdFilter` copies it onto
+  :class:`sovereign_mcp.server.http.observability.ObservabilityMiddleware`); :class:`RequestIdFilter` copies it onto
   each record.
 * :class:`RedactFilter` rewrites every record before it is formatted: ``Authorization`` values, L402/LSAT
   credentials, macaroons, 64-hex strings (preimages, payment hashes, keys), JWTs and the secret part of
@@ -190,4 +190,4 @@ def setup_logging(level: str = "info", log_format: Literal["text", "json"] = "te
 UVICORN_LOG_OPTIONS: dict[str, Any] = {"log_config": None, "access_log": False}
 """Keyword arguments for ``uvicorn.Config``/``uvicorn.run``: leave logging to :func:`setup_logging` (uvicorn's
 records propagate to the root handler) and drop uvicorn's access line, which
-:class:`~sovereign_mcp.server.metrics.ObservabilityMiddleware` replaces with one carrying the request id."""
+:class:`~sovereign_mcp.server.http.observability.ObservabilityMiddleware` replaces with one carrying the request id."""

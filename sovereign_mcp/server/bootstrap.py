@@ -39,24 +39,22 @@ from sovereign_mcp.search.service import BlogService
 from sovereign_mcp.server.affiliate import register_affiliate
 from sovereign_mcp.server.alttext import register_alttext
 from sovereign_mcp.server.app import INSTRUCTIONS, register_blog
-from sovereign_mcp.server.auth import BearerAuthMiddleware
 from sovereign_mcp.server.dashboard import register_dashboard
 from sovereign_mcp.server.diagnostics import register_diagnostics
-from sovereign_mcp.server.limits import RequestLimitsGuard
-from sovereign_mcp.server.metrics import (
-    ObservabilityMiddleware,
-    ToolMetricsMiddleware,
-    known_tools,
-    register_metrics,
-    state_sources_for,
-)
-from sovereign_mcp.server.payments import L402HTTPGuard, L402Middleware, register_lnurl, register_prices
+from sovereign_mcp.server.http.auth import BearerAuthMiddleware
+from sovereign_mcp.server.http.limits import RequestLimitsGuard
+from sovereign_mcp.server.http.observability import ObservabilityMiddleware
+from sovereign_mcp.server.http.payments import L402HTTPGuard
+from sovereign_mcp.server.metrics import known_tools, register_metrics, state_sources_for
+from sovereign_mcp.server.middleware.payments import L402Middleware
+from sovereign_mcp.server.middleware.schemas import CachedDereferenceMiddleware
+from sovereign_mcp.server.middleware.timeouts import ToolTimeoutMiddleware
+from sovereign_mcp.server.middleware.tool_metrics import ToolMetricsMiddleware
+from sovereign_mcp.server.middleware.unavailable import DatabaseUnavailableMiddleware
+from sovereign_mcp.server.payments import register_lnurl, register_prices
 from sovereign_mcp.server.pipeline import register_pipeline
 from sovereign_mcp.server.quality import register_quality
 from sovereign_mcp.server.routes import PAID_ROUTES, register_routes
-from sovereign_mcp.server.schemas import CachedDereferenceMiddleware
-from sovereign_mcp.server.timeouts import ToolTimeoutMiddleware
-from sovereign_mcp.server.unavailable import DatabaseUnavailableMiddleware
 
 log = logging.getLogger("sovereign_mcp")
 

@@ -60,9 +60,9 @@ from sovereign_mcp.server.diagnostics import (
     MemFraction,
     Probe,
 )
+from sovereign_mcp.server.middleware.unavailable import database_unavailable_response
 from sovereign_mcp.server.payments import authorize_http
 from sovereign_mcp.server.quality import KindArg, RuleIds, Text
-from sovereign_mcp.server.unavailable import database_unavailable_response
 
 
 class _Request(BaseModel):

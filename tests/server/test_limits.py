@@ -25,7 +25,7 @@ from mcp.shared.exceptions import MCPError
 
 from sovereign_mcp.config import ConfigError, load_settings
 from sovereign_mcp.ratelimit import client_key, limiter_for
-from sovereign_mcp.server.timeouts import ToolTimeoutMiddleware
+from sovereign_mcp.server.middleware.timeouts import ToolTimeoutMiddleware
 from tests.fakes.fake_sglang import fake_sglang
 from tests.helpers import isolated_env, mcp_challenge, running_server
 
@@ -315,8 +315,8 @@ async def test_a_paid_call_that_times_out_is_charged_and_a_failing_one_is_not(tm
     from fastmcp import FastMCP
     from fastmcp.exceptions import ToolError
 
-    from sovereign_mcp.server.payments import L402Middleware
-    from sovereign_mcp.server.timeouts import ToolTimeoutMiddleware
+    from sovereign_mcp.server.middleware.payments import L402Middleware
+    from sovereign_mcp.server.middleware.timeouts import ToolTimeoutMiddleware
     from tests.payments.test_l402_macaroons import Env, credential
 
     env = Env(tmp_path, prices={"slow_job": {"sats": 10, "calls": 2}})

@@ -535,7 +535,7 @@ async def test_an_inner_answer_for_an_unknown_tool_is_labelled_unknown() -> None
     from fastmcp.tools import ToolResult
 
     from sovereign_mcp.observability.metrics import TOOL_CALLS
-    from sovereign_mcp.server.metrics import ToolMetricsMiddleware
+    from sovereign_mcp.server.middleware.tool_metrics import ToolMetricsMiddleware
 
     class Refuse(Middleware):  # answers a call before FastMCP looks the tool up (as a limiter may)
         async def on_call_tool(self, context: Any, call_next: Any) -> ToolResult:

@@ -13,7 +13,7 @@ from fastmcp.server.middleware.dereference import DereferenceRefsMiddleware
 from sovereign_mcp.config import Settings
 from sovereign_mcp.search.service import BlogService
 from sovereign_mcp.server.bootstrap import build_components, build_mcp
-from sovereign_mcp.server.schemas import CachedDereferenceMiddleware
+from sovereign_mcp.server.middleware.schemas import CachedDereferenceMiddleware
 
 
 async def listing(mcp: Any) -> list[dict[str, Any]]:

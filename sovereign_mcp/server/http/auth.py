@@ -8,7 +8,7 @@ bearer passes unchanged (free tools stay free; paid tools stay behind L402; the 
 are payments and are not touched). A bearer that does not verify gets ``401`` with
 ``WWW-Authenticate: Bearer error="invalid_token"`` (RFC 6750 §3.1), except on ``pass_paths`` (e.g.
 ``/metrics``, whose own bearer check decides), where it passes as anonymous. While the token database is
-down the request gets ``503`` with ``Retry-After`` (:mod:`sovereign_mcp.server.unavailable`).
+down the request gets ``503`` with ``Retry-After`` (:mod:`sovereign_mcp.server.middleware.unavailable`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sovereign_mcp.db import DatabaseUnavailable
-from sovereign_mcp.server.unavailable import database_unavailable_response
+from sovereign_mcp.server.middleware.unavailable import database_unavailable_response
 
 INVALID_HINT = ("The bearer token is unknown, expired or revoked. Ask the operator for a new one "
                 "('sovereign-mcp token create --scope operator') and send it as 'Authorization: Bearer <token>', "
