@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -61,11 +62,37 @@ def isolated_settings(tmp: Path, **overrides: Any) -> Settings:
         return load_settings(None, **overrides)
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default range starts here
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that is free now and will stay free until the test binds it.
+
+    Picked below the kernel's ephemeral range (``net.ipv4.ip_local_port_range``), so neither an outgoing
+    connection's source port nor another ``bind(0)`` can take it in the meantime (with ``bind(0)`` a stand-in
+    started later sometimes found its port taken), and never handed out twice in one test process.
+    """
+    floor = min(_ephemeral_floor(), 65_000)
+    low = max(1024, floor - 20_000)
+    for _ in range(1000):
+        port = random.randrange(low, floor)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port in {low}..{floor}")
 
 
 def spawn_server(*args: str, timeout: float = 90.0, env: dict[str, str] | None = None, log: Path | None = None,

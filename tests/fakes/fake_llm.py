@@ -28,7 +28,6 @@ Runs ``http.server.ThreadingHTTPServer`` in a daemon thread on 127.0.0.1 only::
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import uuid
@@ -44,10 +43,10 @@ RATE_LIMITED = {"error": {"code": 429, "message": "Too many requests, slow down"
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (nothing listens on it now)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 nothing listens on (:func:`tests.helpers.free_port`)."""
+    from tests.helpers import free_port as pick
+
+    return pick()
 
 
 def roles_alternate(messages: list[dict[str, Any]]) -> bool:
