@@ -8,8 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-from sovereign_mcp.cli.common import settings_from, setup_logging
-
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Register ``affiliate`` on the top-level parser."""
@@ -28,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 def cmd_affiliate(args: argparse.Namespace) -> int:
     from sovereign_mcp.affiliate.service import AffiliateInputError, AffiliateService
+    from sovereign_mcp.cli.common import settings_from, setup_logging
     from sovereign_mcp.corpus.loader import load_corpus, resolve_roots
     from sovereign_mcp.gate.engine import GateInputError, decode_input
     from sovereign_mcp.gate.report import render_sarif, render_text

@@ -9,8 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-from sovereign_mcp.cli.common import settings_from, setup_logging
-
 ROLE_CHOICES = ["informative", "decorative", "functional", "complex", "text"]
 
 
@@ -34,6 +32,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
     from sovereign_mcp.alttext.captioner import CaptionUnavailable
     from sovereign_mcp.alttext.images import ImageInputError
     from sovereign_mcp.alttext.service import AltTextService, gpu_lease
+    from sovereign_mcp.cli.common import settings_from, setup_logging
     from sovereign_mcp.gpu.manager import GPUServiceManager
     from sovereign_mcp.inference.client import ChatClient
     from sovereign_mcp.inference.shared import SharedBreakers
@@ -69,6 +68,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
 
 def cmd_alt_lint(args: argparse.Namespace) -> int:
     from sovereign_mcp.alttext.lint import lint_document
+    from sovereign_mcp.cli.common import settings_from
     from sovereign_mcp.gate.engine import GateInputError, decode_input
     from sovereign_mcp.gate.report import render_sarif, render_text
 

@@ -55,3 +55,10 @@ def test_the_probe_sees_engines(tmp_path: Path) -> None:
     """The check above can fail: importing an engine shows up in the list."""
     loaded = _loaded("import sovereign_mcp.inference.client", tmp_path)
     assert "httpx" in loaded and "sovereign_mcp.inference.client" in loaded
+
+
+def test_help_loads_neither_settings_nor_pydantic(tmp_path: Path) -> None:
+    """``sovereign-mcp --help`` builds the whole parser: every command module it touches imports its settings
+    and engines inside the command, so the help stays a blink (benchmarks/cli_start.py times it)."""
+    loaded = _loaded("from sovereign_mcp.cli.parser import build_parser; build_parser().format_help()", tmp_path)
+    assert "sovereign_mcp.config" not in loaded and "pydantic" not in loaded and "pydantic_settings" not in loaded
