@@ -15,7 +15,7 @@ class AltTextSettings(BaseModel):
     max_alt_chars: int = Field(125, ge=20, le=1000, description="Alt text longer than this is flagged (a "
                                "screen-reader heuristic, not a rule; WAI images tutorial).")
     max_tokens: int = Field(400, ge=50, le=4096, description="Answer cap of the vision model, tokens.")
-    gpu_wait_seconds: float = Field(30.0, ge=0, le=3600, description="Longest wait for the SGLang service's "
-                                    "lease when another service holds the GPU, s; then the chain is asked as is.")
+    gpu_wait_seconds: float = Field(30.0, ge=0, le=3600, description="Longest wait for the lease of a loaded "
+                                    "SGLang service (a switch in progress), s; then the chain is asked as is.")
     deadline_seconds: float = Field(120.0, gt=0, le=3600, description="Budget of one caption over every "
                                     "provider of the chain, s.")

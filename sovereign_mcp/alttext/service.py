@@ -1,10 +1,11 @@
 """The captioner as a service: the image from base64, a ``data:`` URI or a pipeline artifact URI, the context
 from a paragraph or an article slug, and the GPU lease around the model call.
 
-The GPU rule: when the vision model lives on the managed SGLang service, a caption takes that service's lease
-through the GPU manager like a pipeline step (one service at a time, cooldown, memory guard), waiting at most
-``gpu_wait_seconds`` for another service's jobs; when the lease cannot be had the chain is asked as it is (a
-fallback provider may answer) and the failure is logged.
+The GPU rule: when the vision model lives on the managed SGLang service, a caption holds that service's lease
+through the GPU manager while it runs, so no switch can stop SGLang under it. A caption never starts or switches
+a GPU service itself (that takes minutes: cooldown, memory guard, model load); when SGLang is not loaded the chain
+is asked as it is (a fallback provider may answer) and the reason is logged. The pipeline's ``hero_alt`` step is a
+job step and does switch to SGLang when its turn comes.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ ARTIFACT_URI = re.compile(r"^pipeline://jobs/(?P<job>[0-9a-f]{8,64})/artifacts/(
 
 def gpu_lease(gpu: Callable[[], Any], service: str | None, wait_seconds: float
               ) -> Callable[[], contextlib.AbstractContextManager[None]]:
-    """A context-manager factory holding ``service``'s GPU lease (``gpu()`` is the GPU manager; ``service``
-    ``None``: no lease, the model is not on a managed service)."""
+    """A context-manager factory holding ``service``'s GPU lease while it is loaded (``gpu()`` is the GPU manager;
+    ``service`` ``None``: the model is not on a managed service). ``wait_seconds`` bounds the wait for the lease
+    of a running service (a switch in progress)."""
 
     @contextlib.contextmanager
     def lease() -> Iterator[None]:
@@ -39,7 +41,13 @@ def gpu_lease(gpu: Callable[[], Any], service: str | None, wait_seconds: float
             yield
             return
         try:
-            held = gpu().acquire(service, job_id="caption_image", timeout=wait_seconds)
+            manager = gpu()
+            state = next((s.state for s in manager.status().services if s.name == service), "stopped")
+            if state != "running":  # starting it is a switch of minutes: not for one caption
+                log.info("caption_image: %s is %s, not loaded; asking the inference chain as it is", service, state)
+                yield
+                return
+            held = manager.acquire(service, job_id="caption_image", timeout=wait_seconds)
         except GPUError as exc:
             log.warning("caption_image: no lease on %s (%s); asking the inference chain as it is", service, exc)
             yield

@@ -128,7 +128,7 @@ def test_no_provider_is_a_clear_error() -> None:
             from_text(base64.b64encode(PNG).decode(), 10**6))
 
 
-def test_caption_holds_the_sglang_lease_when_the_model_lives_there(tmp_path: Path) -> None:
+def test_caption_holds_the_lease_of_a_loaded_sglang_and_never_starts_it(tmp_path: Path) -> None:
     world = World(tmp_path)
     (tmp_path / "corpus").mkdir()
     world.sglang.responder = lambda prompt: json.dumps(ANSWER)
@@ -137,9 +137,16 @@ def test_caption_holds_the_sglang_lease_when_the_model_lives_there(tmp_path: Pat
         deps = world.service().deps
         lease = gpu_lease(lambda: deps.gpu, deps.gpu_service_for("sglang"), 5.0)
         service = AltTextService(AltTextSettings(), lambda: deps.chat, lease)
-        assert service.caption(base64.b64encode(PNG).decode()).alt == ANSWER["alt"]
+        image = base64.b64encode(PNG).decode()
+        assert service.caption(image).alt == ANSWER["alt"]  # SGLang not loaded: asked as is, nothing started
+        assert [e.event for e in gpu_events(world.services[0])] == []
+        with deps.gpu.acquire("fake-sglang", job_id="a pipeline step"):  # now it is loaded
+            pass
+        assert service.caption(image).alt == ANSWER["alt"]
         leased = [e for e in gpu_events(world.services[0]) if e.event == "lease_granted"]
-        assert [(e.service, e.job_id) for e in leased] == [("fake-sglang", "caption_image")]
+        assert [(e.service, e.job_id) for e in leased] == [("fake-sglang", "a pipeline step"),
+                                                           ("fake-sglang", "caption_image")]
+        assert [e.service for e in gpu_events(world.services[0]) if e.event == "start_requested"] == ["fake-sglang"]
     finally:
         world.close()
 
