@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -73,12 +73,17 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def _same_origin(request: Request) -> bool:
-    """A browser's ``Origin`` (or ``Referer``) must name this host; requests without either pass (curl)."""
+def same_origin(request: Request, allowed: Sequence[str] = ()) -> bool:
+    """A browser's ``Origin`` (or ``Referer``) must name this host, or be one of ``allowed``
+    (``server.allowed_origins``: the public ``https://host`` of a reverse proxy that rewrites ``Host``);
+    requests without either pass (curl)."""
     origin = request.headers.get("origin") or request.headers.get("referer")
     if not origin or origin == "null":
         return origin != "null"
-    return urlsplit(origin).netloc.lower() == (request.headers.get("host") or "").lower()
+    parts = urlsplit(origin)
+    if f"{parts.scheme}://{parts.netloc}".lower() in {a.rstrip("/").lower() for a in allowed}:
+        return True
+    return parts.netloc.lower() == (request.headers.get("host") or "").lower()
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -107,6 +112,7 @@ def register_dashboard(mcp: FastMCP, settings: Settings, pipeline: PipelineServi
     Sessions are kept in memory for ``dashboard.session_hours`` by ``clock`` (unix s; injectable for tests).
     """
     config = settings.dashboard
+    origins = settings.server.allowed_origins
     verifiers: list[OperatorTokenVerifier] = []
 
     def verifier() -> OperatorTokenVerifier:
@@ -143,7 +149,7 @@ def register_dashboard(mcp: FastMCP, settings: Settings, pipeline: PipelineServi
                     given = request.headers.get(CSRF_HEADER)
                     if not given and "form" in request.headers.get("content-type", ""):
                         given = (await _form(request)).get(CSRF_FIELD)
-                    if not _same_origin(request) or not same_secret(given, session.csrf):
+                    if not same_origin(request, origins) or not same_secret(given, session.csrf):
                         return _error(403, "missing or invalid CSRF token (send the page's X-CSRF-Token)")
                 return await handler(request, session)
             except ControlError as exc:
@@ -173,7 +179,8 @@ def register_dashboard(mcp: FastMCP, settings: Settings, pipeline: PipelineServi
             form = await _form(request)
         except ControlError as exc:
             return _error(exc.status, exc.message)
-        if not _same_origin(request) or not same_secret(form.get(CSRF_FIELD), request.cookies.get(LOGIN_COOKIE, "")):
+        if not same_origin(request, origins) or not same_secret(form.get(CSRF_FIELD),
+                                                                request.cookies.get(LOGIN_COOKIE, "")):
             return login_page(request, "The login form expired or came from another page; try again.", 403)
         token = (form.get("token") or "").strip()
         try:

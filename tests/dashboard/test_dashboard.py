@@ -360,3 +360,19 @@ def test_package_ships_templates_and_static() -> None:
     root = Path(__file__).resolve().parents[2] / "sovereign_mcp" / "dashboard"
     assert {p.name for p in (root / "templates").iterdir()} >= {"login.html", "dashboard.html", "panels.html"}
     assert {p.name for p in (root / "static").iterdir()} >= {"dashboard.css", "dashboard.js", "icon.svg"}
+
+
+def test_same_origin_accepts_this_host_and_the_proxys_public_origin() -> None:
+    from starlette.requests import Request
+
+    from sovereign_mcp.server.dashboard import same_origin
+
+    def request(origin: str | None, host: str = "127.0.0.1:8002") -> Request:
+        headers = [(b"host", host.encode())] + ([(b"origin", origin.encode())] if origin else [])
+        return Request({"type": "http", "method": "POST", "path": "/dashboard/login", "headers": headers})
+
+    assert same_origin(request("http://127.0.0.1:8002")) and same_origin(request(None))
+    assert not same_origin(request("https://evil.example")) and not same_origin(request("null"))
+    behind = request("https://blog.example", host="127.0.0.1:8002")  # the proxy rewrote Host
+    assert not same_origin(behind) and same_origin(behind, ["https://blog.example/"])
+    assert not same_origin(request("https://evil.example"), ["https://blog.example"])
