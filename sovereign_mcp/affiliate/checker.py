@@ -80,7 +80,11 @@ class AffiliateChecker:
     def check(self, text: str, kind: Kind = "article") -> GateReport:
         """Findings for ``text`` (Markdown, HTML or a podcast script). Raises nothing on any text."""
         doc = prepare(text)
-        links = self.program_links(doc)
+        return self.check_prepared(doc, self.program_links(doc), kind)
+
+    def check_prepared(self, doc: Document, links: list[ProgramLink], kind: Kind = "article") -> GateReport:
+        """:meth:`check` on a prepared document and its :meth:`program_links` (for callers that need them too)."""
+        text = doc.text
         findings: list[Finding] = []
         add = lambda *args: findings.append(finding(doc, *args))  # noqa: E731
         unconfigured: set[str] = set()

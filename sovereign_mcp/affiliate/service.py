@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel, Field
 
-from sovereign_mcp.affiliate.checker import AffiliateChecker
+from sovereign_mcp.affiliate.checker import AffiliateChecker, ProgramLink
 from sovereign_mcp.affiliate.config import AffiliateSettings
 from sovereign_mcp.affiliate.live import live_findings
 from sovereign_mcp.corpus.models import Article
@@ -85,9 +85,14 @@ class AffiliateService:
             validate_input(text)
         except GateInputError as exc:
             raise AffiliateInputError(str(exc)) from None
-        report = self.checker.check(text, kind)
+        return self._check(text, kind, live, transport, slug)[0]
+
+    def _check(self, text: str, kind: Kind, live: bool, transport: httpx.BaseTransport | None,
+               slug: str | None = None) -> tuple[AffiliateReport, list[ProgramLink]]:
+        """The report of validated ``text`` and the program links it was built from (one parse)."""
         doc = prepare(text)
         links = self.checker.program_links(doc)
+        report = self.checker.check_prepared(doc, links, kind)
         findings = list(report.findings)
         if live and links:
             findings += live_findings(doc, links, self.checker, self.settings, transport)
@@ -96,7 +101,7 @@ class AffiliateService:
         per_program = Counter(pl.program.program for pl in links)
         return AffiliateReport(verdict=verdict_for(findings), kind=kind, chars=len(text),
                                rules_checked=report.rules_checked, counts=counts, findings=findings, source=slug,
-                               links=dict(per_program), live=live)
+                               links=dict(per_program), live=live), links
 
     def audit(self, articles: Iterable[Article], live: bool = False,
               transport: httpx.BaseTransport | None = None) -> tuple[list[tuple[Article, AffiliateReport]],
@@ -107,14 +112,18 @@ class AffiliateService:
                      for _, program in self.checker.programs}
         for article in articles:
             text = article_text(article)
-            report = self.check(text=text, live=live, transport=transport)
+            try:
+                validate_input(text)
+            except GateInputError as exc:
+                raise AffiliateInputError(f"{article.source}: {exc}") from None
+            report, links = self._check(text, "article", live, transport)
             if not report.links and not report.findings:
                 continue
             reports.append((article, report))
             for program, n in report.links.items():
                 summaries[program].links += n
                 summaries[program].articles += 1
-            at = {pl.link.start: pl.program.program for pl in self.checker.program_links(prepare(text))}
+            at = {pl.link.start: pl.program.program for pl in links}
             for f in report.findings:  # every finding sits on the program link it is about
                 program = at.get(f.span[0])
                 if program is not None:
