@@ -19,12 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sovereign_mcp.auth.scopes import OPERATOR, SCOPES
 from sovereign_mcp.db import Database
 
 PREFIX = "smcp_"
-OPERATOR = "operator"
-SCOPES: tuple[str, ...] = (OPERATOR,)
-"""Scopes a token may carry. One for now; a new scope is added here and checked where it is granted."""
 
 TOKEN_RE = re.compile(r"^smcp_(?P<id>[0-9a-f]{16})_(?P<secret>[A-Za-z0-9_-]{43})$")
 LABEL_MAX = 200

@@ -11,17 +11,18 @@ from sovereign_mcp.cli.common import settings_from, setup_logging
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from sovereign_mcp.gate.engine import GateInputError, decode_input
+    from sovereign_mcp.gate.engine import GateInputError, QualityGate, decode_input
+    from sovereign_mcp.gate.published import published_facts
     from sovereign_mcp.gate.report import render_sarif, render_text
-    from sovereign_mcp.gate.service import GateService
-    from sovereign_mcp.search.store import open_index
+    from sovereign_mcp.gate.service import kb_facts
+    from sovereign_mcp.kb.loader import load_kb
 
     settings = settings_from(args)
     setup_logging(settings.log_level if args.log_level else "warning")
-    index, _ = open_index(settings)
-    gates = GateService(settings, lambda: index.articles)
+    kb = load_kb(settings.kb.paths)
+    # The facts of the published articles come from their own small cache: no search index, no NumPy.
+    gate = QualityGate(kb, kb_facts(kb).union(published_facts(settings)))
     only = [r.strip() for r in args.rules.split(",") if r.strip()] if args.rules else None
-    gate = gates.gate()
     reports = []
     for name in args.files:
         try:
@@ -31,7 +32,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
             print(f"sovereign-mcp gate: {name}: {exc}", file=sys.stderr)
             return 2
     if args.format == "sarif":
-        print(render_sarif(reports, {e.id: e.title for e in gates.kb.entries.values()}))
+        print(render_sarif(reports, {e.id: e.title for e in kb.entries.values()}))
     elif args.format == "json":
         worst = next((v for v in ("fail", "pass_with_warnings") if any(r.verdict == v for _, r in reports)), "pass")
         payload = {"verdict": worst,

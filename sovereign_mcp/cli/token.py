@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from sovereign_mcp.auth.tokens import SCOPES, OperatorTokenStore, TokenInputError
+from sovereign_mcp.auth.scopes import SCOPES
 
 if TYPE_CHECKING:
     from sovereign_mcp.config import Settings
@@ -43,6 +43,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     Raises:
         ConfigError: bad ``--expires-days`` or label (exit 2).
     """
+    from sovereign_mcp.auth.tokens import OperatorTokenStore, TokenInputError
     from sovereign_mcp.config import ConfigError
 
     store = OperatorTokenStore.for_settings(settings.data_dir, settings.database_url)

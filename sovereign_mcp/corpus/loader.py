@@ -26,8 +26,7 @@ from typing import Any
 import yaml
 from frontmatter.default_handlers import BaseHandler, YAMLHandler
 
-from sovereign_mcp.corpus.models import Article, Corpus, CorpusWarning
-from sovereign_mcp.corpus.passages import heading_slug, split_article_compact
+from sovereign_mcp.corpus.models import Article, Corpus, CorpusWarning, heading_slug
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +199,8 @@ def load_article(
     if meta.get("draft") is True or meta.get("published") is False:
         return None
     rel = path.relative_to(root)
+    from sovereign_mcp.corpus.passages import split_article_compact  # markdown-it: only when articles are parsed
+
     h1_title, sections, passages = split_article_compact(body, min_passage_chars)
     title = str(_first(meta, "title") or h1_title or rel.stem.replace("-", " ").replace("_", " "))
     slug = _slug_for(meta, rel)

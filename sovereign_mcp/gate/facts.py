@@ -171,6 +171,11 @@ class KnownFacts:
         facts.by_kind["path"] |= {normalise("path", f"/{s}/") for s in facts.by_kind["slug"]}
         return facts
 
+    def union(self, other: KnownFacts) -> KnownFacts:
+        """New facts holding every claim string of ``self`` and of ``other``, kind by kind."""
+        kinds = self.by_kind.keys() | other.by_kind.keys()
+        return KnownFacts({k: self.by_kind.get(k, set()) | other.by_kind.get(k, set()) for k in kinds})
+
     def knows(self, kind: str, value: str, target: str = "") -> bool:
         """Whether ``value`` (a claim of ``kind``) is backed by a source. A title is backed when it
         is a known title or the start of one ("One GPU Service at a Time" for the full title), or

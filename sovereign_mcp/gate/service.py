@@ -23,12 +23,22 @@ def entry_text(entry: KBEntry) -> str:
     return f"{entry.title}\n{entry.body}\n{data}"
 
 
+def kb_facts(kb: KnowledgeBase) -> KnownFacts:
+    """Facts from every KB entry (its title, prose and data)."""
+    entries = list(kb.entries.values())
+    return KnownFacts.from_sources([entry_text(e) for e in entries], [e.title for e in entries])
+
+
+def article_facts(articles: Iterable[Article]) -> KnownFacts:
+    """Facts from published articles: paths, versions and URLs in their bodies, their URLs, titles and slugs."""
+    articles = list(articles)
+    return KnownFacts.from_sources([a.body for a in articles] + [a.url for a in articles],
+                                   [a.title for a in articles], [a.slug for a in articles])
+
+
 def build_facts(kb: KnowledgeBase, articles: Iterable[Article]) -> KnownFacts:
     """Facts from every KB entry and every published article (bodies and titles)."""
-    articles = list(articles)
-    texts = [entry_text(e) for e in kb.entries.values()] + [a.body for a in articles] + [a.url for a in articles]
-    titles = [a.title for a in articles] + [e.title for e in kb.entries.values()]
-    return KnownFacts.from_sources(texts, titles, [a.slug for a in articles])
+    return kb_facts(kb).union(article_facts(articles))
 
 
 class GateService:

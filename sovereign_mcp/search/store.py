@@ -14,88 +14,21 @@ directory; it is a pickle, so never point ``data_dir`` at a folder others can wr
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import hashlib
 import logging
-import os
 import pickle
-import tempfile
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from sovereign_mcp.config import Settings
-from sovereign_mcp.corpus.loader import load_corpus, read_corpus_files, resolve_roots
+from sovereign_mcp.corpus.loader import load_corpus, resolve_roots
+from sovereign_mcp.search.cache_key import CorpusHasher, hash_corpus, hashing_reader, index_path, write_atomically
 from sovereign_mcp.search.embeddings import Embedder, EmbeddingError, embedder_for
 from sovereign_mcp.search.index import SearchIndex
 
 log = logging.getLogger(__name__)
-
-FORMAT_VERSION = 4  # 2: compact sections/passages, FieldIndex without SciPy, analyzer with its stop words;
-#                    3: whole-article field, passage vectors; 4: Lucene stop words, vectors in a mapped .npy
-
-
-def _settings_fingerprint(settings: Settings) -> bytes:
-    parts = [
-        f"v{FORMAT_VERSION}",
-        settings.search.model_dump_json(),
-        str(settings.corpus.base_url),
-        ",".join(settings.corpus.extensions),
-    ]
-    return "\n".join(parts).encode()
-
-
-def roots_key(roots: list[Path]) -> str:
-    """Short hash naming a set of roots (the prefix of their index files)."""
-    return hashlib.sha256("\n".join(map(str, roots)).encode()).hexdigest()[:12]
-
-
-class _CorpusHasher:
-    """SHA-256 over the settings fingerprint and, per corpus file, its root, relative path,
-    modification time (nanoseconds) and bytes (or an "unreadable" marker)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._digest = hashlib.sha256(_settings_fingerprint(settings))
-
-    def add(self, root: Path, path: Path, raw: bytes | OSError) -> None:
-        digest = self._digest
-        digest.update(f"\0{root}\0{path.relative_to(root)}\0".encode())
-        if isinstance(raw, OSError):
-            digest.update(b"<unreadable>")
-            return
-        with contextlib.suppress(OSError):
-            digest.update(str(path.stat().st_mtime_ns).encode())
-        digest.update(hashlib.sha256(raw).digest())
-
-    def hexdigest(self) -> str:
-        return self._digest.hexdigest()[:24]
-
-
-def hash_corpus(roots: list[Path], settings: Settings) -> str:
-    """The cache key of the corpus as it is on disk now. Files are read one at a time and not kept:
-    on a cache hit their bytes are never needed, and a miss reads them again (see :func:`open_index`)."""
-    hasher = _CorpusHasher(settings)
-    for root, path, raw in read_corpus_files(roots, settings.corpus.extensions):
-        hasher.add(root, path, raw)
-    return hasher.hexdigest()
-
-
-def _hashing_reader(roots: list[Path], settings: Settings, hasher: _CorpusHasher):
-    """:func:`read_corpus_files`, hashing each file as it is handed on (so the key of a freshly built
-    index matches the bytes it was built from, even if a file changed since :func:`hash_corpus`)."""
-    for root, path, raw in read_corpus_files(roots, settings.corpus.extensions):
-        hasher.add(root, path, raw)
-        yield root, path, raw
-
-
-def index_path(settings: Settings, roots: list[Path], corpus_hash: str) -> Path:
-    """Where the index of this corpus state is (or would be) stored."""
-    return settings.index_dir / f"{roots_key(roots)}-{corpus_hash}.pkl"
-
 
 def _load_cached(path: Path, now: datetime) -> SearchIndex | None:
     # The index is a few large arrays and many small objects that hold no reference cycles: pausing
@@ -136,27 +69,16 @@ def vectors_path(path: Path) -> Path:
     return path.with_suffix(".vectors.npy")
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save(path: Path, index: SearchIndex) -> None:
     """Write the index (pickle) and, with a dense stage, its vectors (``.npy``, written first: an index file
     whose vectors are missing is rebuilt) atomically; older caches of the same roots are removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     vectors = index.vectors
     if index.embedding_model is not None:
-        _write_atomically(vectors_path(path), lambda fh: np.save(fh, np.ascontiguousarray(vectors)))
+        write_atomically(vectors_path(path), lambda fh: np.save(fh, np.ascontiguousarray(vectors)))
     index.vectors = vectors[:0]  # the pickle carries no vectors
     try:
-        _write_atomically(path, lambda fh: pickle.dump(index, fh, protocol=pickle.HIGHEST_PROTOCOL))
+        write_atomically(path, lambda fh: pickle.dump(index, fh, protocol=pickle.HIGHEST_PROTOCOL))
     finally:
         index.vectors = vectors
     prefix = path.name.split("-", 1)[0] + "-"
@@ -196,14 +118,14 @@ def open_index(settings: Settings, *, use_cache: bool = True) -> tuple[SearchInd
         if cached is not None:
             cached.attach_embedder(embedder)
             return cached, True
-    hasher = _CorpusHasher(settings)
+    hasher = CorpusHasher(settings)
     corpus = load_corpus(
         roots,
         base_url=settings.corpus.base_url,
         extensions=settings.corpus.extensions,
         min_passage_chars=settings.search.min_passage_chars,
         now=now,
-        files=_hashing_reader(roots, settings, hasher),
+        files=hashing_reader(roots, settings, hasher),
     )
     try:
         index = SearchIndex(corpus, settings.search, built_at=now, embedder=embedder, progress=_progress)

@@ -62,3 +62,22 @@ def test_help_loads_neither_settings_nor_pydantic(tmp_path: Path) -> None:
     and engines inside the command, so the help stays a blink (benchmarks/cli_start.py times it)."""
     loaded = _loaded("from sovereign_mcp.cli.parser import build_parser; build_parser().format_help()", tmp_path)
     assert "sovereign_mcp.config" not in loaded and "pydantic" not in loaded and "pydantic_settings" not in loaded
+
+
+def test_gate_command_loads_no_search_engine(tmp_path: Path) -> None:
+    """``sovereign-mcp gate`` takes the published articles' facts from their own cache: neither the search
+    index nor NumPy, httpx or the MCP stack is imported, on the first run (facts built) or the second (cached)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "post.md").write_text("---\ntitle: A Post\ndate: 2025-01-01\n---\n\nSome prose here.\n")
+    note = tmp_path / "note.md"
+    note.write_text("A short note.\n")
+    run = (f"from sovereign_mcp.cli import main\nrc = main(['gate', {str(note)!r}, '--corpus', {str(corpus)!r}, "
+           f"'--data-dir', {str(tmp_path / 'data')!r}])\nassert rc == 0, rc")
+    for _ in range(2):
+        loaded = _loaded(run, tmp_path)
+        assert "sovereign_mcp.gate.engine" in loaded  # the probe ran the command
+        search = [m for m in loaded if m.startswith("sovereign_mcp.search.")]
+        assert search == ["sovereign_mcp.search.cache_key"], search
+        assert not [m for m in loaded if m.split(".")[0] in ("numpy", "httpx", "fastmcp", "mcp", "sklearn")]
+    assert len(list((tmp_path / "data" / "facts").glob("*.pkl"))) == 1
