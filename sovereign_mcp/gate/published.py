@@ -22,7 +22,14 @@ from sovereign_mcp.config import Settings
 from sovereign_mcp.corpus.loader import load_corpus, resolve_roots
 from sovereign_mcp.gate.facts import KnownFacts
 from sovereign_mcp.gate.service import article_facts
-from sovereign_mcp.search.cache_key import CorpusHasher, hash_corpus, hashing_reader, roots_key, write_atomically
+from sovereign_mcp.search.cache_key import (
+    CorpusHasher,
+    hash_corpus,
+    hashing_reader,
+    load_pickle,
+    roots_key,
+    write_atomically,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +74,7 @@ def published_facts(settings: Settings) -> KnownFacts:
 
 
 def _load(path: Path, now: datetime) -> KnownFacts | None:
-    try:
-        with path.open("rb") as fh:
-            cached = pickle.load(fh)
-    except FileNotFoundError:
-        return None
-    except Exception as exc:  # a corrupt or incompatible cache is rebuilt, never fatal
-        log.warning("gate facts cache %s unusable (%s); rebuilding", path, exc)
-        return None
+    cached = load_pickle(path, "gate facts cache", log)
     if not isinstance(cached, _Cached):
         return None
     if cached.next_publish_at is not None and cached.next_publish_at <= now:

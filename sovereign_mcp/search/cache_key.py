@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
+import pickle
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sovereign_mcp.config import Settings
 from sovereign_mcp.corpus.loader import read_corpus_files
@@ -98,3 +100,17 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def load_pickle(path: Path, what: str, log: logging.Logger) -> Any | None:
+    """The object pickled in cache file ``path``, or ``None`` when there is none or it is unusable (corrupt,
+    from an incompatible version: a warning naming ``what`` on the caller's ``log``, and the caller
+    rebuilds). Never raises for a bad file: a cache is never fatal."""
+    try:
+        with path.open("rb") as fh:
+            return pickle.load(fh)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:
+        log.warning("%s %s unusable (%s); rebuilding", what, path, exc)
+        return None

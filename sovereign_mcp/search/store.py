@@ -24,7 +24,14 @@ import numpy as np
 
 from sovereign_mcp.config import Settings
 from sovereign_mcp.corpus.loader import load_corpus, resolve_roots
-from sovereign_mcp.search.cache_key import CorpusHasher, hash_corpus, hashing_reader, index_path, write_atomically
+from sovereign_mcp.search.cache_key import (
+    CorpusHasher,
+    hash_corpus,
+    hashing_reader,
+    index_path,
+    load_pickle,
+    write_atomically,
+)
 from sovereign_mcp.search.embeddings import Embedder, EmbeddingError, embedder_for
 from sovereign_mcp.search.index import SearchIndex
 
@@ -36,13 +43,7 @@ def _load_cached(path: Path, now: datetime) -> SearchIndex | None:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        with path.open("rb") as fh:
-            index = pickle.load(fh)
-    except FileNotFoundError:
-        return None
-    except Exception as exc:  # a corrupt or incompatible cache is rebuilt, never fatal
-        log.warning("index cache %s unusable (%s); rebuilding", path, exc)
-        return None
+        index = load_pickle(path, "index cache", log)
     finally:
         if gc_was_enabled:
             gc.enable()
