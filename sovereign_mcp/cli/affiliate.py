@@ -29,7 +29,7 @@ def cmd_affiliate(args: argparse.Namespace) -> int:
     from sovereign_mcp.cli.common import settings_from, setup_logging
     from sovereign_mcp.corpus.loader import load_corpus, resolve_roots
     from sovereign_mcp.gate.engine import GateInputError, decode_input
-    from sovereign_mcp.gate.report import render_sarif, render_text
+    from sovereign_mcp.gate.render import render_sarif, render_text
     from sovereign_mcp.kb.loader import load_kb
 
     settings = settings_from(args)

@@ -70,7 +70,7 @@ def cmd_alt_lint(args: argparse.Namespace) -> int:
     from sovereign_mcp.alttext.lint import lint_document
     from sovereign_mcp.cli.common import settings_from
     from sovereign_mcp.gate.engine import GateInputError, decode_input
-    from sovereign_mcp.gate.report import render_sarif, render_text
+    from sovereign_mcp.gate.render import render_sarif, render_text
 
     settings = settings_from(args)
     reports = []

@@ -13,7 +13,7 @@ from sovereign_mcp.cli.common import settings_from, setup_logging
 def cmd_gate(args: argparse.Namespace) -> int:
     from sovereign_mcp.gate.engine import GateInputError, QualityGate, decode_input
     from sovereign_mcp.gate.published import published_facts
-    from sovereign_mcp.gate.report import render_sarif, render_text
+    from sovereign_mcp.gate.render import render_sarif, render_text
     from sovereign_mcp.gate.service import kb_facts
     from sovereign_mcp.kb.loader import load_kb
 

@@ -1,13 +1,14 @@
-"""``existence``: any listed phrase is a finding (Vale ``existence``, ``internal/check/existence.go``)."""
+"""``existence``: any listed phrase is a finding (Vale ``existence``, ``internal/check/existence.go``).
+The check: :mod:`sovereign_mcp.gate.checks.existence`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
-from sovereign_mcp.gate.rules.base import Context, Match, Rule
+from sovereign_mcp.gate.checks.existence import ExistenceCheck
+from sovereign_mcp.gate.rules.base import Rule
 from sovereign_mcp.gate.rules.phrases import PhraseMatcher
 
 
@@ -17,17 +18,9 @@ class Existence(Rule):
     phrases: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
     ignorecase: bool = True
     word_boundaries: bool = True
-    _matcher: PhraseMatcher = PrivateAttr()
 
-    def model_post_init(self, context: Any, /) -> None:
-        self._matcher = PhraseMatcher(self.phrases, self.ignorecase, self.word_boundaries)
-
-    def phrase_matchers(self) -> tuple[PhraseMatcher, ...]:
-        return (self._matcher,)
-
-    def check(self, ctx: Context) -> Iterator[Match]:
-        for start, end, _ in ctx.phrases(self._matcher):
-            yield Match(start, end)
+    def compile(self) -> ExistenceCheck:
+        return ExistenceCheck(PhraseMatcher(self.phrases, self.ignorecase, self.word_boundaries))
 
     def prompt_lines(self) -> list[str]:
         return [f"Never write: {', '.join(repr(p) for p in self.phrases)}."]

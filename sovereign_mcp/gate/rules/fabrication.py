@@ -1,15 +1,15 @@
 """``fabrication``: file paths, version strings, URLs and cited titles found in neither the KB nor the
-corpus (claims are extracted by :mod:`sovereign_mcp.gate.facts`; the known facts come with the check)."""
+corpus. The check: :mod:`sovereign_mcp.gate.checks.fabrication`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
-from sovereign_mcp.gate.facts import extract_claims, normalise
-from sovereign_mcp.gate.rules.base import Context, Match, Rule
+from sovereign_mcp.gate.checks.fabrication import FabricationCheck
+from sovereign_mcp.gate.facts import normalise
+from sovereign_mcp.gate.rules.base import Rule
 
 
 class Fabrication(Rule):
@@ -19,19 +19,7 @@ class Fabrication(Rule):
         default_factory=lambda: ["path", "version", "url", "title"]
     )
     allow: list[str] = Field(default_factory=list, description="claims known to be real")
-    _kinds: frozenset[str] = PrivateAttr()
-    _allowed: frozenset[str] = PrivateAttr()
 
-    def model_post_init(self, context: Any, /) -> None:
-        self._kinds = frozenset(self.kinds)
-        self._allowed = frozenset(normalise(k, a) for a in self.allow for k in ("path", "url", "version"))
-
-    def check(self, ctx: Context) -> Iterator[Match]:
-        for claim in extract_claims(ctx.doc.claims, set(self._kinds)):
-            if normalise(claim.kind, claim.value) in self._allowed or ctx.facts.knows(claim.kind, claim.value,
-                                                                                       claim.target):
-                continue
-            yield Match(claim.start, claim.end,
-                        message=f"possible fabrication: {claim.kind} '{claim.value}' appears in neither the KB "
-                        "nor the published articles",
-                        suggestion="check it against the source, cite where it comes from, or remove it")
+    def compile(self) -> FabricationCheck:
+        allowed = frozenset(normalise(k, a) for a in self.allow for k in ("path", "url", "version"))
+        return FabricationCheck(frozenset(self.kinds), allowed)

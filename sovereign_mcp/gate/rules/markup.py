@@ -1,14 +1,15 @@
-"""``markup``: text a TTS engine reads literally (asterisks, angle brackets, bracket tags)."""
+"""``markup``: text a TTS engine reads literally (asterisks, angle brackets, bracket tags). The check:
+:mod:`sovereign_mcp.gate.checks.markup`."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from pydantic import Field, PrivateAttr, field_validator
 
-from sovereign_mcp.gate.rules.base import Context, Match, Rule, compiled
+from sovereign_mcp.gate.checks.markup import MarkupCheck
+from sovereign_mcp.gate.rules.base import Rule, compiled
 from sovereign_mcp.kb.entry_types import EntryData
 
 
@@ -36,13 +37,8 @@ class Markup(Rule):
 
     patterns: list[MarkupPattern] = Field(min_length=1)
 
-    def check(self, ctx: Context) -> Iterator[Match]:
-        for pattern in self.patterns:
-            suggestion = pattern.suggestion or None
-            for m in pattern._regex.finditer(ctx.doc.prose):
-                if m.end() > m.start():
-                    yield Match(m.start(), m.end(), message=f"TTS would read {pattern.name} literally: "
-                                f"'{m.group()}'", suggestion=suggestion)
+    def compile(self) -> MarkupCheck:
+        return MarkupCheck([(p.name, p._regex, p.suggestion or None) for p in self.patterns])
 
     def prompt_lines(self) -> list[str]:
         return [f"No {', '.join(p.name for p in self.patterns)}."]
