@@ -28,12 +28,9 @@ from sovereign_mcp.affiliate.config import AffiliateSettings
 from sovereign_mcp.alttext.config import AltTextSettings
 from sovereign_mcp.gpu.config import GPUSettings
 from sovereign_mcp.inference.config import InferenceSettings
-from sovereign_mcp.paths import default_corpus_dir, default_kb_dir
+from sovereign_mcp.paths import APP_NAME, ENV_PREFIX, default_config_file, default_corpus_dir, default_kb_dir
 from sovereign_mcp.pipeline.config import PipelineSettings
 
-APP_NAME = "sovereign-mcp"
-ENV_PREFIX = "SOVEREIGN_MCP_"
-LOCAL_CONFIG = Path("sovereign-mcp.toml")
 SECRET_MARKERS = ("token", "secret", "password", "key", "macaroon", "preimage")
 
 
@@ -368,10 +365,7 @@ def find_config_file(explicit: Path | None = None) -> Path | None:
         if not explicit.is_file():
             raise ConfigError(f"config file not found: {explicit}")
         return explicit
-    if LOCAL_CONFIG.is_file():
-        return LOCAL_CONFIG
-    user = Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
-    return user if user.is_file() else None
+    return default_config_file()
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:

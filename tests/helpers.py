@@ -40,16 +40,18 @@ def isolated_env(home: Path, **extra: str) -> dict[str, str]:
     """Environment for a server or CLI subprocess: :func:`clean_environ` with the user config and data dirs
     under ``home`` (so no user config file is read), unbuffered output, and ``extra`` on top."""
     return clean_environ(**{"XDG_CONFIG_HOME": str(home / "xdg-config"), "XDG_DATA_HOME": str(home / "xdg-data"),
-                            "PYTHONUNBUFFERED": "1", **extra})
+                            "XDG_CACHE_HOME": str(home / "xdg-cache"), "PYTHONUNBUFFERED": "1", **extra})
 
 
 def isolate(mp: pytest.MonkeyPatch, tmp: Path, chdir: bool = True) -> None:
     """For in-process settings: no ``SOVEREIGN_MCP_*`` variables, no user config file (XDG_CONFIG_HOME under
-    ``tmp``) and, with ``chdir``, no ``./sovereign-mcp.toml`` (the working directory becomes ``tmp``)."""
+    ``tmp``), a user cache under ``tmp`` (XDG_CACHE_HOME: the gate command's plans) and, with ``chdir``, no
+    ``./sovereign-mcp.toml`` (the working directory becomes ``tmp``)."""
     for name in list(os.environ):
         if name.upper().startswith(SETTINGS_PREFIX):
             mp.delenv(name)
     mp.setenv("XDG_CONFIG_HOME", str(tmp / "xdg-config"))
+    mp.setenv("XDG_CACHE_HOME", str(tmp / "xdg-cache"))
     if chdir:
         mp.chdir(tmp)
 

@@ -31,14 +31,18 @@ def command(name: str) -> Callable[..., int]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sovereign-mcp`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    from sovereign_mcp.config import ConfigError
-    from sovereign_mcp.db import DatabaseUnavailable
-
     try:
         return command(args.command)(args)
-    except (ConfigError, FileNotFoundError, DatabaseUnavailable) as exc:  # DatabaseUnavailable: database_url
-        print(f"sovereign-mcp: {exc}", file=sys.stderr)  # names a PostgreSQL server that does not answer
-        return 2
+    except Exception as exc:
+        # Imported only here: a command that never reads its settings (a cached gate run) never loads them.
+        from sovereign_mcp.config import ConfigError
+        from sovereign_mcp.db import DatabaseUnavailable
+
+        # DatabaseUnavailable: database_url names a PostgreSQL server that does not answer
+        if isinstance(exc, (ConfigError, FileNotFoundError, DatabaseUnavailable)):
+            print(f"sovereign-mcp: {exc}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         return 130
 

@@ -1,16 +1,17 @@
 """What every command shares: settings from the config plus the command's flags, logging, the pid file.
 
-Imports only the settings models (a leaf: no engine, no HTTP client), so every command starts fast and
-loads its own engine when it runs.
+Imports the settings models (a leaf: no engine, no HTTP client) only when a command asks for its settings,
+so every command starts fast and loads its own engine when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sovereign_mcp.config import Settings, load_settings
+if TYPE_CHECKING:
+    from sovereign_mcp.config import Settings
 
 
 def settings_from(args: argparse.Namespace, **server: Any) -> Settings:
@@ -20,6 +21,13 @@ def settings_from(args: argparse.Namespace, **server: Any) -> Settings:
     Raises:
         ConfigError: the config file or a value is invalid (the message names the key).
     """
+    from sovereign_mcp.config import load_settings
+
+    return load_settings(args.config, **overrides_from(args, **server))
+
+
+def overrides_from(args: argparse.Namespace, **server: Any) -> dict[str, Any]:
+    """The settings the command's flags override, as nested dicts (``{"corpus": {"paths": [...]}, ...}``)."""
     overrides: dict[str, Any] = {}
     if args.corpus:
         overrides["corpus"] = {"paths": args.corpus}
@@ -32,7 +40,7 @@ def settings_from(args: argparse.Namespace, **server: Any) -> Settings:
     server = {k: v for k, v in server.items() if v is not None}
     if server:
         overrides["server"] = server
-    return load_settings(args.config, **overrides)
+    return overrides
 
 
 def setup_logging(level: str, log_format: str = "text", server_loggers: bool = False) -> None:

@@ -14,11 +14,10 @@ Without front matter the title is the first ``# `` heading, the slug the file na
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,10 @@ import yaml
 from frontmatter.default_handlers import BaseHandler, YAMLHandler
 
 from sovereign_mcp.corpus.models import Article, Corpus, CorpusWarning, heading_slug
+from sovereign_mcp.files import DEFAULT_EXTENSIONS, iter_markdown_files
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EXTENSIONS = (".md", ".markdown", ".mdown", ".mdx")
 _PATH_DATE = re.compile(r"(?<!\d)(\d{4})[-/](\d{2})[-/](\d{2})(?!\d)")
 _JEKYLL_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 
@@ -47,16 +46,6 @@ class TomllibHandler(BaseHandler):
 
     def export(self, metadata: dict[str, object], **kwargs: object) -> str:  # pragma: no cover
         raise NotImplementedError("sovereign-mcp only reads TOML front matter")
-
-
-def iter_markdown_files(root: Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS) -> Iterator[Path]:
-    """Markdown files under ``root`` in sorted path order, hidden files and folders skipped."""
-    suffixes = tuple(e.lower() for e in extensions)
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and name.lower().endswith(suffixes):
-                yield Path(dirpath) / name
 
 
 class ArticleError(ValueError):

@@ -53,13 +53,23 @@ def published_facts(settings: Settings) -> KnownFacts:
     Raises:
         FileNotFoundError: a corpus root does not exist.
     """
+    return published_facts_until(settings)[0]
+
+
+def published_facts_until(settings: Settings) -> tuple[KnownFacts, datetime | None]:
+    """:func:`published_facts` and when they expire: the publication time of the earliest future-dated
+    post (``None``: never, until a file changes).
+
+    Raises:
+        FileNotFoundError: a corpus root does not exist.
+    """
     roots = resolve_roots(settings.corpus.paths)
     now = datetime.now(UTC)
     folder = facts_dir(settings)
     prefix = f"{roots_key(roots)}-"
     cached = _load(folder / f"{prefix}{hash_corpus(roots, settings)}.pkl", now)
     if cached is not None:
-        return cached
+        return cached.facts, cached.next_publish_at
     hasher = CorpusHasher(settings)
     corpus = load_corpus(roots, base_url=settings.corpus.base_url, extensions=settings.corpus.extensions,
                          min_passage_chars=settings.search.min_passage_chars, now=now,
@@ -70,16 +80,16 @@ def published_facts(settings: Settings) -> KnownFacts:
         _save(path, _Cached(facts, corpus.next_publish_at), prefix)
     except OSError as exc:
         log.warning("could not write gate facts cache %s: %s", path, exc)
-    return facts
+    return facts, corpus.next_publish_at
 
 
-def _load(path: Path, now: datetime) -> KnownFacts | None:
+def _load(path: Path, now: datetime) -> _Cached | None:
     cached = load_pickle(path, "gate facts cache", log)
     if not isinstance(cached, _Cached):
         return None
     if cached.next_publish_at is not None and cached.next_publish_at <= now:
         return None
-    return cached.facts
+    return cached
 
 
 def _save(path: Path, cached: _Cached, prefix: str) -> None:

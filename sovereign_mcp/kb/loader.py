@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from sovereign_mcp.corpus.loader import ArticleError, iter_markdown_files, parse_front_matter
+from sovereign_mcp.corpus.loader import ArticleError, parse_front_matter
+from sovereign_mcp.files import iter_markdown_files
 from sovereign_mcp.kb.models import DATA_MODELS, KBEntry, KBError
 
 log = logging.getLogger(__name__)

@@ -4,23 +4,20 @@ atomic write both caches use.
 SHA-256 over the index format version, the settings that shape the index (ranking knobs, base URL,
 extensions) and, per file, its root, relative path, modification time (nanoseconds) and bytes. Apart from
 the settings models and the corpus file reader, this module imports only the standard library (no NumPy),
-so ``sovereign-mcp gate`` can find its cached facts without loading the search engine.
+so ``sovereign-mcp gate`` can find its cached facts without loading the search engine. The atomic write and
+the forgiving cache read are in :mod:`sovereign_mcp.files` (re-exported here).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
-import os
-import pickle
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
 
 from sovereign_mcp.config import Settings
 from sovereign_mcp.corpus.loader import read_corpus_files
+from sovereign_mcp.files import load_pickle, write_atomically
 
 FORMAT_VERSION = 4  # 2: compact sections/passages, FieldIndex without SciPy, analyzer with its stop words;
 #                    3: whole-article field, passage vectors; 4: Lucene stop words, vectors in a mapped .npy
@@ -88,29 +85,5 @@ def index_path(settings: Settings, roots: list[Path], corpus_hash: str) -> Path:
     return settings.index_dir / f"{roots_key(roots)}-{corpus_hash}.pkl"
 
 
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, then rename it over ``path``: a crash never leaves a
-    half-written cache file. Raises what ``write`` or the file system raise (``OSError``); the temporary file
-    is removed."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_pickle(path: Path, what: str, log: logging.Logger) -> Any | None:
-    """The object pickled in cache file ``path``, or ``None`` when there is none or it is unusable (corrupt,
-    from an incompatible version: a warning naming ``what`` on the caller's ``log``, and the caller
-    rebuilds). Never raises for a bad file: a cache is never fatal."""
-    try:
-        with path.open("rb") as fh:
-            return pickle.load(fh)
-    except FileNotFoundError:
-        return None
-    except Exception as exc:
-        log.warning("%s %s unusable (%s); rebuilding", what, path, exc)
-        return None
+__all__ = ["CorpusHasher", "hash_corpus", "hashing_reader", "index_path", "load_pickle", "roots_key",
+           "settings_fingerprint", "write_atomically"]

@@ -66,7 +66,8 @@ def test_help_loads_neither_settings_nor_pydantic(tmp_path: Path) -> None:
 
 def test_gate_command_loads_no_search_engine(tmp_path: Path) -> None:
     """``sovereign-mcp gate`` takes the published articles' facts from their own cache: neither the search
-    index nor NumPy, httpx or the MCP stack is imported, on the first run (facts built) or the second (cached)."""
+    index nor NumPy, httpx or the MCP stack is imported on the first run (settings, KB and facts loaded); the
+    second run loads the compiled gate from the user cache and imports neither the settings nor pydantic."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "post.md").write_text("---\ntitle: A Post\ndate: 2025-01-01\n---\n\nSome prose here.\n")
@@ -74,10 +75,14 @@ def test_gate_command_loads_no_search_engine(tmp_path: Path) -> None:
     note.write_text("A short note.\n")
     run = (f"from sovereign_mcp.cli import main\nrc = main(['gate', {str(note)!r}, '--corpus', {str(corpus)!r}, "
            f"'--data-dir', {str(tmp_path / 'data')!r}])\nassert rc == 0, rc")
-    for _ in range(2):
-        loaded = _loaded(run, tmp_path)
-        assert "sovereign_mcp.gate.engine" in loaded  # the probe ran the command
-        search = [m for m in loaded if m.startswith("sovereign_mcp.search.")]
-        assert search == ["sovereign_mcp.search.cache_key"], search
-        assert not [m for m in loaded if m.split(".")[0] in ("numpy", "httpx", "fastmcp", "mcp", "sklearn")]
+    first = _loaded(run, tmp_path)
+    assert "sovereign_mcp.gate.engine" in first  # the full path ran: settings, KB, facts
+    search = [m for m in first if m.startswith("sovereign_mcp.search.")]
+    assert search == ["sovereign_mcp.search.cache_key"], search
+    assert not [m for m in first if m.split(".")[0] in ("numpy", "httpx", "fastmcp", "mcp", "sklearn")]
     assert len(list((tmp_path / "data" / "facts").glob("*.pkl"))) == 1
+    second = _loaded(run, tmp_path)
+    assert "sovereign_mcp.gate.plan" in second  # the probe ran the command, from the cached plan
+    heavy = [m for m in second if m.split(".")[0] in ("pydantic", "pydantic_core", "pydantic_settings", "yaml",
+                                                      "numpy", "httpx", "fastmcp", "mcp")]
+    assert heavy == [] and "sovereign_mcp.config" not in second and "sovereign_mcp.gate.engine" not in second
