@@ -11,6 +11,11 @@ first (the shipped corpus and KB):
   settings, KB and corpus) and, for information, the first run (the cache emptied before each run: settings,
   KB validation, facts, then the cache written).
 
+``proselint check`` runs with a config that lifts its ``max_errors`` cap (1000 by default in proselint 0.16's
+``config/default.json``): capped, it stops at the thousandth error and never runs the checks after it
+(``LintFile.lint`` is a lazy ``islice``; 0.6 s against 1.8 s on this document). The gate reports every finding,
+and ``gate_speed.py`` lifts the cap the same way.
+
 Also checked: ``import sovereign_mcp.config`` loads no engine, HTTP client or numpy.
 Targets (issue): gate on 3 lines <= 150 ms and <= 0.5x ``import fastmcp``; ``--help`` <= 150 ms; gate on 1 MB
 <= 0.15x proselint. Exit 1 when one is missed.
@@ -20,6 +25,7 @@ Usage: ``python benchmarks/cli_start.py [--runs 7] [--no-proselint]``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -98,10 +104,13 @@ def main(argv: list[str] | None = None) -> int:
             big_cold = wall_ms([py, "-m", "sovereign_mcp", "gate", str(big)], env, runs, before=empty_cache)
             wall_ms([py, "-m", "sovereign_mcp", "gate", str(big)], env, 1)
             gate_big = wall_ms([py, "-m", "sovereign_mcp", "gate", str(big)], env, runs)
-            prose = wall_ms([proselint, "check", str(big)], env, runs)
+            uncapped = home / "proselintrc.json"
+            uncapped.write_text(json.dumps({"max_errors": 10**9}))  # report everything, like the gate
+            prose = wall_ms([proselint, "check", "--config", str(uncapped), str(big)], env, runs)
             print(f"sovereign-mcp gate (1 MB):          {gate_big:8.1f} ms")
             print(f"  first run (empty cache):          {big_cold:8.1f} ms")
-            print(f"proselint check (1 MB):             {prose:8.1f} ms   (baseline) -> {gate_big / prose:.2f}x")
+            print(f"proselint check, uncapped (1 MB):   {prose:8.1f} ms   (baseline) -> {gate_big / prose:.2f}x "
+                  f"(first run {big_cold / prose:.2f}x)")
             checks.append(("gate 1 MB <= 0.15x proselint", gate_big <= 0.15 * prose))
         for name, ok in checks:
             print(f"{'PASS' if ok else 'FAIL'}  {name}")
