@@ -8,7 +8,8 @@ same inputs loads it with the standard library, pyahocorasick and this package's
 
 The key (:func:`snapshot_key`) covers everything the effective settings are made from: the working folder,
 the config file found (its path and bytes), every ``SOVEREIGN_MCP_*`` variable, ``HOME`` and ``XDG_*``, the
-command's flags, the Python and package versions and the package's own source files. A snapshot is used only
+command's flags, the Python and package versions, the package's own source files and the site-packages folder
+(any package installed or removed there). A snapshot is used only
 while every KB and corpus folder it was built from lists the same files (path, inode, size, modification and
 status-change times: :func:`sovereign_mcp.files.listing_digest`) and no future-dated post has fallen due.
 Anything else, an unreadable or corrupt file included, means a full run, which writes a fresh snapshot. The
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ahocorasick
+
 from sovereign_mcp import __version__
 from sovereign_mcp.files import listing_digest, load_pickle, write_atomically
 from sovereign_mcp.gate.facts import KnownFacts
@@ -37,6 +40,7 @@ from sovereign_mcp.paths import ENV_PREFIX, default_config_file, user_cache_dir
 FORMAT_VERSION = 1
 KEEP = 8  # snapshots kept (one per working folder / environment / flags in use); the oldest go first
 _PACKAGE = Path(__file__).resolve().parents[1]
+_SITE = Path(ahocorasick.__file__).resolve().parent  # the site-packages the compiled automata come from
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,7 @@ def snapshot_key(config: Path | None, overrides: Mapping[str, Any]) -> str | Non
 
     part("v", FORMAT_VERSION, __version__, sys.version, sys.prefix, os.getcwd())
     part("code", listing_digest(_PACKAGE, (".py",)))
+    part("deps", _SITE.stat().st_mtime_ns)  # installing or removing a package changes its folder's entries
     path = config if config is not None else default_config_file()
     if path is not None:
         try:
