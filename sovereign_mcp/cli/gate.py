@@ -1,8 +1,9 @@
 """``sovereign-mcp gate``: the quality gate over files, as text, JSON or SARIF (exit 1 when blocked).
 
 A run with the same settings inputs as an earlier one loads that run's compiled gate from the user cache
-(:mod:`sovereign_mcp.gate.snapshot`) and never imports pydantic; ``--rules`` and ``--log-level`` always take
-the full path (settings, KB validation, facts), which stores a fresh snapshot when the KB loaded cleanly.
+(:mod:`sovereign_mcp.gate.snapshot`) and never imports pydantic. Otherwise the full path runs (settings, KB
+validation, facts) and stores a fresh snapshot when the KB loaded cleanly and no source file changed while
+it ran; ``--rules`` and ``--log-level`` always take the full path and store nothing.
 """
 
 from __future__ import annotations
@@ -64,14 +65,15 @@ def _full_gate(args: argparse.Namespace, key: str | None) -> tuple[Callable[[str
 
     settings = settings_from(args)
     setup_logging(settings.log_level if args.log_level else "warning")
+    before = _sources(settings) if key is not None else None  # what the plans are about to be built from
     kb = load_kb(settings.kb.paths)
     # The facts of the published articles come from their own small cache: no search index, no NumPy.
     published, expires = published_facts_until(settings)
     gate = QualityGate(kb, kb_facts(kb).union(published))
     titles = {e.id: e.title for e in kb.entries.values()}
     only = [r.strip() for r in args.rules.split(",") if r.strip()] if args.rules else None
-    if key is not None and not kb.errors:
-        _store(key, gate, titles, expires, settings)
+    if key is not None and before is not None and not kb.errors and _sources(settings) == before:
+        _store(key, gate, titles, expires, before)
 
     def check(text: str) -> Any:
         return gate.check(text, args.kind, only)
@@ -79,13 +81,20 @@ def _full_gate(args: argparse.Namespace, key: str | None) -> tuple[Callable[[str
     return check, titles
 
 
-def _store(key: str, gate: Any, titles: dict[str, str], expires: datetime | None, settings: Any) -> None:
+def _sources(settings: Any) -> list[tuple[str, tuple[str, ...], str]]:
+    """``(folder, extensions, listing digest)`` of every KB and corpus root, each folder as configured (made
+    absolute, symlinks kept: re-pointing a link is a change)."""
     from sovereign_mcp.files import listing_digest
+
+    roots = [(Path(p).expanduser().absolute(), (".md",)) for p in settings.kb.paths]
+    roots += [(Path(p).expanduser().absolute(), tuple(settings.corpus.extensions)) for p in settings.corpus.paths]
+    return [(str(root), exts, listing_digest(root, exts)) for root, exts in roots]
+
+
+def _store(key: str, gate: Any, titles: dict[str, str], expires: datetime | None,
+           sources: list[tuple[str, tuple[str, ...], str]]) -> None:
     from sovereign_mcp.gate.snapshot import GateSnapshot, save_snapshot
 
-    roots = [(Path(p).expanduser().resolve(), (".md",)) for p in settings.kb.paths]
-    roots += [(Path(p).expanduser().resolve(), tuple(settings.corpus.extensions)) for p in settings.corpus.paths]
-    sources = [(str(root), exts, listing_digest(root, exts)) for root, exts in roots]
     plans = {kind: gate.plan(kind) for kind in ("article", "podcast")}
     save_snapshot(GateSnapshot(key, sources, plans, gate.facts, titles,
                                expires.timestamp() if expires is not None else None))

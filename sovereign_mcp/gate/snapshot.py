@@ -70,13 +70,17 @@ class GateSnapshot:
 
 def snapshot_key(config: Path | None, overrides: Mapping[str, Any]) -> str | None:
     """SHA-256 hex naming the snapshot for these settings inputs (see the module), or ``None`` when the
-    explicit ``config`` file cannot be read (the full run then reports it)."""
+    ``config`` file cannot be read or the working folder is gone (the full run then reports or handles it)."""
     digest = hashlib.sha256()
 
     def part(*values: object) -> None:
         digest.update("\0".join(map(str, values)).encode("utf-8", "surrogateescape") + b"\n")
 
-    part("v", FORMAT_VERSION, __version__, sys.version, sys.prefix, os.getcwd())
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the working folder was removed: relative paths mean nothing, take the full path
+        return None
+    part("v", FORMAT_VERSION, __version__, sys.version, sys.prefix, cwd)
     part("code", listing_digest(_PACKAGE, (".py",)))
     part("deps", _SITE.stat().st_mtime_ns)  # installing or removing a package changes its folder's entries
     path = config if config is not None else default_config_file()

@@ -173,3 +173,54 @@ def test_the_snapshot_expires_with_the_first_scheduled_post(world: World) -> Non
     [stored] = snapshot_dir().glob("*.pkl")
     snap = pickle.loads(stored.read_bytes())
     assert snap.expires_at == datetime(2999, 1, 1, tzinfo=UTC).timestamp()
+
+
+def test_re_pointing_a_symlinked_kb_folder_is_a_change(world: World, tmp_path: Path) -> None:
+    other = tmp_path / "kb-b"
+    shutil.copytree(world.kb, other)
+    (other / "no-frobnicate.md").write_text(
+        "---\nid: no-frobnicate\ntype: existence\nscope: article\nseverity: high\ntitle: No frobnicate\n---\n"
+        "Prose.\n\n```yaml\nphrases: [frobnicate]\n```\n")
+    link = tmp_path / "kb-current"
+    link.symlink_to(world.kb)
+    note = tmp_path / "note.md"
+    note.write_text("We frobnicate the cluster.\n")
+    world.kb = link
+    assert world.run(str(note))[0] == 0
+    link.unlink()
+    link.symlink_to(other)  # a deploy switching current -> the next release
+    code, out, _ = world.run(str(note))
+    assert code == 1 and "[no-frobnicate]" in out
+
+
+def test_a_kb_edit_during_a_full_run_stores_no_snapshot(world: World, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sovereign_mcp.gate import published
+
+    real = published.published_facts_until
+
+    def edit_meanwhile(settings: object) -> object:
+        (world.kb / "no-frobnicate.md").write_text(
+            "---\nid: no-frobnicate\ntype: existence\nscope: article\nseverity: high\ntitle: No frobnicate\n---\n"
+            "Prose.\n\n```yaml\nphrases: [frobnicate]\n```\n")
+        return real(settings)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(published, "published_facts_until", edit_meanwhile)
+    note = tmp_path / "note.md"
+    note.write_text("We frobnicate the cluster.\n")
+    assert world.run(str(note))[0] == 0  # the KB was read before the edit
+    assert list(snapshot_dir().glob("*.pkl")) == []  # so its plans are not kept
+    monkeypatch.setattr(published, "published_facts_until", real)
+    code, out, _ = world.run(str(note))
+    assert code == 1 and "[no-frobnicate]" in out
+
+
+def test_a_removed_working_folder_means_a_full_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate(monkeypatch, tmp_path)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert snapshot_key(None, {}) is None
+    assert cli.main(["gate", str(ARTICLE), "--kb", str(default_kb_dir()), "--corpus", str(tmp_path),
+                     "--data-dir", str(tmp_path / "data")]) == 0
