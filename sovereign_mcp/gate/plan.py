@@ -19,7 +19,7 @@ from sovereign_mcp.gate.facts import KnownFacts
 from sovereign_mcp.gate.rules.phrases import PhraseScan
 
 MAX_INPUT_BYTES = 2 * 1024 * 1024
-LEVELS = ("error", "warning", "suggestion")
+LEVEL_ORDER = ("error", "warning", "suggestion")  # the keys of a report's ``counts``
 Verdict = Literal["pass", "pass_with_warnings", "fail"]
 
 
@@ -128,7 +128,7 @@ class Plan:
                 if not doc.suppressed(info.id, match.start):
                     findings.append(_finding(finding, info, doc, match))
         findings.sort(key=lambda f: (f.span[0], f.span[1], f.rule_id))
-        counts = {level: sum(1 for f in findings if f.level == level) for level in LEVELS}
+        counts = {level: sum(1 for f in findings if f.level == level) for level in LEVEL_ORDER}
         return report(verdict=verdict_for(findings), kind=self.kind, chars=len(text),
                       rules_checked=list(self.rules_checked), counts=counts, findings=findings)
 
@@ -138,11 +138,18 @@ def _finding(make: Callable[..., Any], info: RuleInfo, doc: Document, match: Mat
     matched = doc.text[start:end]
     message = match.message or (info.message or f"{info.title}: '{{match}}'").replace("{match}", matched)
     suggestion = match.suggestion or (info.suggestion.replace("{match}", matched) if info.suggestion else None)
+    line, column, end_line, end_column = span_position(doc, start, end)
+    return make(rule_id=info.id, severity=info.severity, level=info.level, line=line, column=column,
+                end_line=end_line, end_column=end_column, span=(start, end), match=matched,
+                message=message, suggestion=suggestion)
+
+
+def span_position(doc: Document, start: int, end: int) -> tuple[int, int, int, int]:
+    """1-based ``(line, column, end_line, end_column)`` of ``doc.text[start:end]``; ``end_column`` is one
+    past the last character (the gate's and SARIF's region shape)."""
     line, column = doc.position(start)
-    if "\n" in matched or end - start < 1:
+    if end - start < 1 or "\n" in doc.text[start:end]:
         end_line, end_column = doc.position(max(start, end - 1))
     else:  # one line: the end is on the start's line
         end_line, end_column = line, column + end - start - 1
-    return make(rule_id=info.id, severity=info.severity, level=info.level, line=line, column=column,
-                end_line=end_line, end_column=end_column + 1, span=(start, end), match=matched,
-                message=message, suggestion=suggestion)
+    return line, column, end_line, end_column + 1

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sovereign_mcp.gate.document import Document
-from sovereign_mcp.gate.plan import Verdict, verdict_for
+from sovereign_mcp.gate.plan import Verdict, span_position, verdict_for
 from sovereign_mcp.kb.entry_types import LEVELS, Severity
 
 Kind = Literal["article", "podcast"]
@@ -52,10 +52,9 @@ class GateReport(BaseModel):
 def finding(doc: Document, rule_id: str, severity: Severity, start: int, end: int, message: str,
             suggestion: str | None) -> Finding:
     """A finding on ``doc.text[start:end]`` with 1-based line/column of both ends (the gate's shape)."""
-    line, column = doc.position(start)
-    end_line, end_column = doc.position(max(start, end - 1))
+    line, column, end_line, end_column = span_position(doc, start, end)
     return Finding(rule_id=rule_id, severity=severity, level=LEVELS[severity], line=line, column=column,
-                   end_line=end_line, end_column=end_column + 1, span=(start, end), match=doc.text[start:end],
+                   end_line=end_line, end_column=end_column, span=(start, end), match=doc.text[start:end],
                    message=message, suggestion=suggestion)
 
 

@@ -111,3 +111,15 @@ class Check:
         """The phrase lists :meth:`check` reads through ``ctx.phrases`` (scanned together with every other
         check's in one pass); none by default."""
         return ()
+
+
+class PhraseCheck(Check):
+    """A check that reads one phrase list through the shared scan (``ctx.phrases(self.matcher)``)."""
+
+    __slots__ = ("matcher",)
+
+    def __init__(self, matcher: PhraseMatcher) -> None:
+        self.matcher = matcher
+
+    def phrase_matchers(self) -> tuple[PhraseMatcher, ...]:
+        return (self.matcher,)

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sovereign_mcp.gate.checks.context import Check, Context, Match
-from sovereign_mcp.gate.rules.phrases import PhraseMatcher
+from sovereign_mcp.gate.checks.context import Context, Match, PhraseCheck
 
 
-class ExistenceCheck(Check):
+class ExistenceCheck(PhraseCheck):
     """Yields every hit of ``matcher``."""
 
-    __slots__ = ("matcher",)
-
-    def __init__(self, matcher: PhraseMatcher) -> None:
-        self.matcher = matcher
-
-    def phrase_matchers(self) -> tuple[PhraseMatcher, ...]:
-        return (self.matcher,)
+    __slots__ = ()
 
     def check(self, ctx: Context) -> Iterator[Match]:
         for start, end, _ in ctx.phrases(self.matcher):

@@ -5,21 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sovereign_mcp.gate.checks.context import Check, Context, Match
+from sovereign_mcp.gate.checks.context import Context, Match, PhraseCheck
 from sovereign_mcp.gate.rules.phrases import PhraseMatcher
 
 
-class SubstitutionCheck(Check):
+class SubstitutionCheck(PhraseCheck):
     """``advice``: phrase -> the suggestion shown for it ("use 'x' or 'y'")."""
 
-    __slots__ = ("advice", "matcher")
+    __slots__ = ("advice",)
 
     def __init__(self, matcher: PhraseMatcher, advice: dict[str, str]) -> None:
-        self.matcher = matcher
+        super().__init__(matcher)
         self.advice = advice
-
-    def phrase_matchers(self) -> tuple[PhraseMatcher, ...]:
-        return (self.matcher,)
 
     def check(self, ctx: Context) -> Iterator[Match]:
         for start, end, phrase in ctx.phrases(self.matcher):

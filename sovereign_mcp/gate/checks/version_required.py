@@ -5,23 +5,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from sovereign_mcp.gate.checks.context import Check, Context, Match
-from sovereign_mcp.gate.rules.phrases import PhraseMatcher
+from sovereign_mcp.gate.checks.context import Context, Match, PhraseCheck
 
 _NUMBER_AFTER = re.compile(r"[ \t-]?v?\d")
 
 
-class VersionRequiredCheck(Check):
+class VersionRequiredCheck(PhraseCheck):
     """A name of ``matcher`` is reported once, at its first mention, when no mention has a version: a number
     right after it, or a dotted version in the same sentence."""
 
-    __slots__ = ("matcher",)
-
-    def __init__(self, matcher: PhraseMatcher) -> None:
-        self.matcher = matcher
-
-    def phrase_matchers(self) -> tuple[PhraseMatcher, ...]:
-        return (self.matcher,)
+    __slots__ = ()
 
     def check(self, ctx: Context) -> Iterator[Match]:
         claims = ctx.doc.claims
