@@ -56,23 +56,29 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 def _full_gate(args: argparse.Namespace, key: str | None) -> tuple[Callable[[str], Any], dict[str, str]]:
     """Settings, KB and facts loaded and validated: the check function and the rule titles. Stores the
-    snapshot under ``key`` when the KB has no errors (so its warnings show on every run until fixed)."""
+    snapshot under ``key`` when the KB has no errors (so its warnings show on every run until fixed) and no
+    KB or corpus file changed while it ran."""
     from sovereign_mcp.cli.common import settings_from, setup_logging
     from sovereign_mcp.gate.engine import QualityGate
     from sovereign_mcp.gate.published import published_facts_until
     from sovereign_mcp.gate.service import kb_facts
+    from sovereign_mcp.gate.snapshot import source_digests
     from sovereign_mcp.kb.loader import load_kb
 
     settings = settings_from(args)
     setup_logging(settings.log_level if args.log_level else "warning")
-    before = _sources(settings) if key is not None else None  # what the plans are about to be built from
+
+    def sources() -> list[tuple[str, tuple[str, ...], str]]:
+        return source_digests(settings.kb.paths, settings.corpus.paths, settings.corpus.extensions)
+
+    before = sources() if key is not None else None  # what the plans are about to be built from
     kb = load_kb(settings.kb.paths)
     # The facts of the published articles come from their own small cache: no search index, no NumPy.
     published, expires = published_facts_until(settings)
     gate = QualityGate(kb, kb_facts(kb).union(published))
     titles = {e.id: e.title for e in kb.entries.values()}
     only = [r.strip() for r in args.rules.split(",") if r.strip()] if args.rules else None
-    if key is not None and before is not None and not kb.errors and _sources(settings) == before:
+    if key is not None and before is not None and not kb.errors and sources() == before:
         _store(key, gate, titles, expires, before)
 
     def check(text: str) -> Any:
@@ -81,21 +87,12 @@ def _full_gate(args: argparse.Namespace, key: str | None) -> tuple[Callable[[str
     return check, titles
 
 
-def _sources(settings: Any) -> list[tuple[str, tuple[str, ...], str]]:
-    """``(folder, extensions, listing digest)`` of every KB and corpus root, each folder as configured (made
-    absolute, symlinks kept: re-pointing a link is a change)."""
-    from sovereign_mcp.files import listing_digest
-
-    roots = [(Path(p).expanduser().absolute(), (".md",)) for p in settings.kb.paths]
-    roots += [(Path(p).expanduser().absolute(), tuple(settings.corpus.extensions)) for p in settings.corpus.paths]
-    return [(str(root), exts, listing_digest(root, exts)) for root, exts in roots]
-
-
 def _store(key: str, gate: Any, titles: dict[str, str], expires: datetime | None,
            sources: list[tuple[str, tuple[str, ...], str]]) -> None:
     from sovereign_mcp.gate.snapshot import GateSnapshot, save_snapshot
+    from sovereign_mcp.kb.entry_types import KIND_SCOPES
 
-    plans = {kind: gate.plan(kind) for kind in ("article", "podcast")}
+    plans = {kind: gate.plan(kind) for kind in KIND_SCOPES}
     save_snapshot(GateSnapshot(key, sources, plans, gate.facts, titles,
                                expires.timestamp() if expires is not None else None))
 

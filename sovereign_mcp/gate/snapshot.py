@@ -24,7 +24,7 @@ import os
 import pickle
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 class GateSnapshot:
     """A compiled gate and what it was built from.
 
-    ``sources``: ``(folder, extensions, listing digest)`` of every KB and corpus root; ``plans``: kind
+    ``sources``: :func:`source_digests` of the KB and corpus roots; ``plans``: kind
     (``article`` | ``podcast``) -> its plan; ``titles``: rule id -> entry title (for SARIF);
     ``expires_at``: epoch seconds when a future-dated post is published (``None``: no such post).
     """
@@ -66,6 +66,16 @@ class GateSnapshot:
         if self.expires_at is not None and self.expires_at <= (time.time() if now is None else now):
             return False
         return all(listing_digest(Path(root), exts) == digest for root, exts, digest in self.sources)
+
+
+def source_digests(kb_paths: Iterable[Path], corpus_paths: Iterable[Path],
+                   corpus_extensions: Iterable[str]) -> list[tuple[str, tuple[str, ...], str]]:
+    """``(folder, extensions, listing digest)`` of every KB root (``.md``) and corpus root, each folder as
+    configured, made absolute with its symlinks kept (re-pointing a link is a change): the
+    :attr:`GateSnapshot.sources` that :meth:`GateSnapshot.is_current` checks again."""
+    roots = [(Path(p).expanduser().absolute(), (".md",)) for p in kb_paths]
+    roots += [(Path(p).expanduser().absolute(), tuple(corpus_extensions)) for p in corpus_paths]
+    return [(str(root), exts, listing_digest(root, exts)) for root, exts in roots]
 
 
 def snapshot_key(config: Path | None, overrides: Mapping[str, Any]) -> str | None:
